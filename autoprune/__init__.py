@@ -1,0 +1,3 @@
+"""autoprune: search-based automated neural-network compression for PyTorch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,176 @@
+"""The `autoprune` command line: every user-facing error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from autoprune.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Search-based automated pruning for PyTorch CNNs.")
+
+
+
+@app.callback()
+def _root() -> None:
+    """Search-based automated pruning for PyTorch CNNs."""
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="zoo name, torchvision name or package.module:factory")]
+DataOpt = Annotated[str, typer.Option("--data", help="fashion-mnist, digits, cifar10 or imagefolder")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the dataset's files are")]
+
+
+@app.command()
+def train(
+    model: ModelOpt = "resnet20",
+    data: DataOpt = "fashion-mnist",
+    data_dir: DataDirOpt = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 15,
+    lr: float = 0.1,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="checkpoint file to write")] = Path("checkpoint.pt"),
+) -> None:
+    """Train a model and save a checkpoint holding its test accuracy."""
+    import torch
+    from rich.console import Console
+
+    from autoprune.data import load_data
+    from autoprune.models import build_model, save_checkpoint
+    from autoprune.training import accuracy
+    from autoprune.training import train as fit
+
+    console = Console(stderr=True)
+    if out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a directory; give a file path such as {str(out / 'model.pt')!r}")
+    bundle = load_data(data, data_dir)
+    net = build_model(model, bundle.in_channels, bundle.num_classes)
+
+    def report(epoch: int, loss: float, held: float) -> None:
+        console.print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  held-out accuracy {held:.4f}")
+
+    fit(net, bundle, epochs, lr=lr, batch_size=batch_size, seed=seed, on_epoch=report)
+    test_acc = accuracy(net, bundle.loader("test", batch_size=512))
+    meta = {"model": model, "data": bundle.name, "in_channels": bundle.in_channels,
+            "num_classes": bundle.num_classes, "image_size": bundle.image_size, "epochs": epochs, "lr": lr,
+            "batch_size": batch_size, "seed": seed, "test_accuracy": test_acc, "torch": str(torch.__version__)}
+    save_checkpoint(out, net, meta)
+    console.print(f"test accuracy {test_acc:.4f}; saved {out}")
+
+
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="checkpoint (default: the shipped one)")]
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the model zoo, its shipped checkpoints, and how to name other models."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from autoprune.models import ZOO, load_checkpoint, shipped_checkpoint
+
+    table = Table(title="autoprune model zoo")
+    for column in ("name", "description", "shipped Fashion-MNIST checkpoint (test accuracy)"):
+        table.add_column(column)
+    for name, (_, description) in ZOO.items():
+        path = shipped_checkpoint(name, "fashion-mnist")
+        shipped = f"{load_checkpoint(path)[1].get('test_accuracy', float('nan')):.2%}" if path else "-"
+        table.add_row(name, description, shipped)
+    console = Console()
+    console.print(table)
+    console.print("Also: any torchvision classifier by name (e.g. resnet18, mobilenet_v2), "
+                  "or your own as package.module:factory.")
+
+
+@app.command()
+def info(
+    model: ModelOpt = "resnet20",
+    data: DataOpt = "fashion-mnist",
+    criterion: Annotated[str, typer.Option(help="channel ranking: l1, l2, fpgm, bn_scale, random")] = "l1",
+) -> None:
+    """Show a model's prunable channel groups and its per-layer MACs and parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from autoprune.data import data_shape
+    from autoprune.engine import analyse, count_cost
+    from autoprune.models import build_model, example_input
+
+    in_channels, size, classes = data_shape(data)
+    net = build_model(model, in_channels, classes)
+    x = example_input(in_channels, size)
+    analysis = analyse(net, x, criterion=criterion)
+    cost = count_cost(net, x)
+    console = Console()
+    groups = Table(title=f"{model}: {len(analysis.groups)} prunable channel groups ({criterion} ranking)")
+    for column in ("#", "group (root layer)", "channels", "conv groups", "coupled layers"):
+        groups.add_column(column)
+    for g in analysis.groups:
+        groups.add_row(str(g.index), g.name, str(g.channels), str(g.channel_groups), ", ".join(g.layers))
+    console.print(groups)
+    for skip in analysis.skipped:
+        console.print(f"not pruned: {skip.name}: {skip.reason}")
+    layers = Table(title=f"{model} on {in_channels}x{size}x{size}: {cost.macs / 1e6:.2f} M MACs "
+                         f"({cost.flops / 1e6:.2f} M FLOPs = 2 x MACs), {cost.params / 1e6:.3f} M params")
+    for column in ("layer", "type", "in", "out", "kernel", "stride", "groups", "output", "MACs", "params"):
+        layers.add_column(column, justify="right" if column in ("MACs", "params") else "left")
+    for r in cost.layers:
+        layers.add_row(r.name, r.kind, str(r.in_channels), str(r.out_channels), "x".join(map(str, r.kernel)),
+                       "x".join(map(str, r.stride)), str(r.groups), "x".join(map(str, r.output_shape)),
+                       f"{r.macs:,}", f"{r.params:,}")
+    console.print(layers)
+
+
+@app.command()
+def evaluate(
+    model: ModelOpt = "resnet20",
+    weights: WeightsOpt = None,
+    data: DataOpt = "fashion-mnist",
+    data_dir: DataDirOpt = None,
+    split: Annotated[str, typer.Option(help="test or heldout")] = "test",
+) -> None:
+    """Accuracy, MACs, parameters and latency of a trained model."""
+    from rich.console import Console
+
+    from autoprune.data import load_data
+    from autoprune.engine import count_cost, measure_latency
+    from autoprune.models import example_input, load_model
+    from autoprune.training import accuracy
+
+    if split not in ("test", "heldout"):
+        raise UserError(f"--split must be test or heldout, got {split!r}")
+    bundle = load_data(data, data_dir)
+    net, _ = load_model(model, bundle.in_channels, bundle.num_classes, bundle.name, weights, require_weights=True)
+    x = example_input(bundle.in_channels, bundle.image_size)
+    cost = count_cost(net, x)
+    acc = accuracy(net, bundle.loader(split, batch_size=512))
+    latency = measure_latency(net, x)
+    Console().print(f"{model} on {bundle.name} {split}: accuracy {acc:.4f}  MACs {cost.macs / 1e6:.2f} M  "
+                    f"params {cost.params / 1e6:.3f} M  latency {latency * 1e3:.2f} ms (batch 1, median)")
+
+
+def main() -> None:
+    """Entry point: run the Typer app, turning UserError into one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        # Typer's usage errors (it vendors click, so match by shape): one line too.
+        if type(exc).__name__ == "Abort":
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

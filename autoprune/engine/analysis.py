@@ -1,0 +1,250 @@
+"""Find what can be pruned in a model: coupled channel groups from Torch-Pruning's dependency graph,
+each checked by pruning it for real, so that a group we cannot handle is refused, never silently broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from autoprune.engine.criteria import get_criterion, score_group
+from autoprune.engine.slim import (
+    ChannelGroup,
+    LayerEdit,
+    Policy,
+    build_slim,
+    masked_equivalent,
+    policy_ratios,
+)
+from autoprune.errors import UserError
+
+ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+# Norms that mix channels: a dense copy with zeroed consumers no longer matches the slim model exactly.
+_CHANNEL_MIXING_NORMS = (nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclass
+class SkippedLayer:
+    """A layer left unpruned, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class Analysis:
+    """The prunable groups of one model, ready to build slim copies of it for any policy."""
+
+    model: nn.Module
+    example_input: torch.Tensor
+    groups: list[ChannelGroup]
+    skipped: list[SkippedLayer]
+    criterion: str
+    round_to: int = 1
+    _dependency_graph: tp.DependencyGraph | None = field(default=None, repr=False)
+    _tp_groups: list[tp.Group] = field(default_factory=list, repr=False)
+
+    def drops(self, policy: Policy) -> list[np.ndarray]:
+        """Root channels each group loses under `policy`."""
+        ratios = policy_ratios(self.groups, policy)
+        return [g.channels_to_drop(r, self.round_to) for g, r in zip(self.groups, ratios, strict=True)]
+
+    def apply(self, policy: Policy) -> nn.Module:
+        """A physically smaller copy of the model for `policy` (keep ratio per group); the original is untouched."""
+        slim = build_slim(self.model, self.groups, self.drops(policy))
+        slim.train(self.model.training)
+        return slim
+
+    def kept_channels(self, policy: Policy) -> list[int]:
+        """Channels each group keeps under `policy`."""
+        ratios = policy_ratios(self.groups, policy)
+        return [g.kept_channels(r, self.round_to) for g, r in zip(self.groups, ratios, strict=True)]
+
+    def rank(self, criterion: str) -> None:
+        """Re-score every group's channels with another criterion (changes which channels go, not how many)."""
+        scorer = get_criterion(criterion)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            for group, tp_group in zip(self.groups, self._tp_groups, strict=True):
+                group.importance = score_group(scorer, tp_group, group.channels)
+        self.criterion = criterion
+
+
+def analyse(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    criterion: str = "l1",
+    round_to: int = 1,
+    ignored_layers: Sequence[nn.Module] = (),
+) -> Analysis:
+    """Channel groups of `model` traced on `example_input`; output layers and unhandled layers are skipped."""
+    if round_to < 1:
+        raise UserError(f"round_to must be a positive integer, got {round_to}")
+    _refuse_unsupported(model)
+    was_training = model.training
+    model.eval()  # trace without touching BatchNorm statistics
+    try:
+        graph = tp.DependencyGraph().build_dependency(
+            model, example_inputs=example_input, ignored_layers=list(ignored_layers), verbose=False
+        )
+    except Exception as exc:
+        model.train(was_training)
+        raise UserError(
+            f"cannot prune {type(model).__name__}: Torch-Pruning's dependency graph fails on it "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); it is refused rather than pruned wrongly "
+            "(channel shuffles via view/transpose are a known cause)"
+        ) from None
+    names = graph._module2name
+    outputs = _output_layers(graph)
+    skipped = [SkippedLayer(names[m], "produces the model's output") for m in outputs]
+    candidates: list[tuple[ChannelGroup, tp.Group]] = []
+    with torch.no_grad():
+        reference = model(example_input)
+    ignored = list(ignored_layers) + outputs
+    position = {m: i for i, (_, m) in enumerate(model.named_modules())}
+    tp_groups = sorted(graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES),
+                       key=lambda g: position.get(g[0].dep.target.module, len(position)))
+    for tp_group in tp_groups:
+        root = tp_group[0].dep.target.module
+        root_name = names.get(root, str(root))
+        group, problem = _describe(len(candidates), root_name, tp_group, graph)
+        if problem:
+            skipped.append(SkippedLayer(root_name, problem))
+        else:
+            candidates.append((group, tp_group))
+    analysis = Analysis(model, example_input, [g for g, _ in candidates], skipped, criterion, round_to,
+                        graph, [t for _, t in candidates])
+    analysis.rank(criterion)
+    _refuse_broken_groups(analysis, reference)
+    for i, group in enumerate(analysis.groups):
+        group.index = i
+    model.train(was_training)
+    return analysis
+
+
+def _refuse_unsupported(model: nn.Module) -> None:
+    """Refuse, before tracing, models whose layers we cannot prune correctly (Torch-Pruning's group search
+    also fails to terminate on Swin's windowed attention)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__:
+            raise UserError(
+                f"cannot prune {type(model).__name__}: attention layer {name!r} ({type(module).__name__}) is not "
+                "supported yet; it is refused rather than pruned wrongly (pass a CNN, or ignore those blocks)"
+            )
+
+
+def _output_layers(graph: tp.DependencyGraph) -> list[nn.Module]:
+    """Convs and linears whose outputs reach the model's output without passing another such layer."""
+    found: list[nn.Module] = []
+    # The model's outputs are the graph's sinks (Torch-Pruning adds explicit OUTPUT nodes only sometimes).
+    stack = [n for n in graph.module2node.values() if n.type == tp.ops.OPTYPE.OUTPUT or not n.outputs]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node.module, ROOT_TYPES):
+            if node.module not in found:
+                found.append(node.module)
+            continue
+        stack.extend(node.inputs)
+    return found
+
+
+def _describe(index: int, root_name: str, tp_group: tp.Group, graph: tp.DependencyGraph
+              ) -> tuple[ChannelGroup, str | None]:
+    """Our record of one Torch-Pruning group, or the reason it cannot be pruned."""
+    names = graph._module2name
+    root = tp_group[0].dep.target.module
+    channels = graph.get_out_channels(root)
+    edits: list[LayerEdit] = []
+    layers: list[str] = []
+    channel_groups = 1
+    for item in tp_group:
+        dep, target = item.dep, item.dep.target
+        if target.type == tp.ops.OPTYPE.OUTPUT:
+            return _empty(index, root_name), "its channels are the model's output"
+        roots = np.asarray(item.root_idxs, dtype=np.int64)
+        indices = np.asarray(item.idxs, dtype=np.int64)
+        if target.type == tp.ops.OPTYPE.PARAMETER:
+            name = graph._param_to_name.get(target.module)
+            if name is None:
+                return _empty(index, root_name), "couples an unnamed parameter"
+            edits.append(LayerEdit(name, dep.handler, target.pruning_dim, indices, roots, is_parameter=True))
+            layers.append(name)
+            continue
+        module = target.module
+        if module not in names:  # Torch-Pruning's stand-ins for cat/split/add: nothing to edit
+            continue
+        name = names[module]
+        if isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1:
+            depthwise = module.groups == module.in_channels == module.out_channels
+            if not depthwise:
+                if len(set(roots.tolist())) != channels or module.groups != channel_groups != 1:
+                    return _empty(index, root_name), f"grouped conv {name} sees only part of the group"
+                channel_groups = module.groups
+        if isinstance(module, nn.GroupNorm):
+            channel_groups = max(channel_groups, module.num_groups)
+        edits.append(LayerEdit(name, dep.handler, target.pruning_dim, indices, roots))
+        if name not in layers:
+            layers.append(name)
+    if channels is None or channels < 2:
+        return _empty(index, root_name), "has fewer than two channels"
+    if channels % channel_groups:
+        return _empty(index, root_name), f"{channels} channels do not split into {channel_groups} conv groups"
+    group = ChannelGroup(index, root_name, int(channels), channel_groups, layers, edits)
+    return group, None
+
+
+def _empty(index: int, name: str) -> ChannelGroup:
+    return ChannelGroup(index, name, 0, 1, [])
+
+
+def _refuse_broken_groups(analysis: Analysis, reference: torch.Tensor) -> None:
+    """Prune every group by half for real and compare with the masked dense model; on any failure, find
+    the groups at fault one by one and move them to `skipped` with the reason."""
+    if not analysis.groups:
+        return
+    if _check(analysis, analysis.groups, reference) is None:
+        return
+    kept: list[ChannelGroup] = []
+    kept_tp: list[tp.Group] = []
+    for group, tp_group in zip(analysis.groups, analysis._tp_groups, strict=True):
+        problem = _check(analysis, [group], reference)
+        if problem is None:
+            kept.append(group)
+            kept_tp.append(tp_group)
+        else:
+            analysis.skipped.append(SkippedLayer(group.name, problem))
+    analysis.groups, analysis._tp_groups = kept, kept_tp
+    if kept and (problem := _check(analysis, kept, reference)) is not None:
+        raise UserError(f"pruning {type(analysis.model).__name__} fails even with every faulty group left out "
+                        f"({problem}); exclude layers with ignored_layers")
+
+
+def _check(analysis: Analysis, groups: list[ChannelGroup], reference: torch.Tensor) -> str | None:
+    """None if pruning `groups` at half width gives a working model equal to the masked dense one."""
+    drops = [g.channels_to_drop(0.5, analysis.round_to) for g in groups]
+    try:
+        slim = build_slim(analysis.model, groups, drops).eval()
+        with torch.no_grad():
+            out = slim(analysis.example_input)
+    except Exception as exc:
+        return f"pruning it breaks the forward pass ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    if not isinstance(out, torch.Tensor) or out.shape != reference.shape:
+        return "pruning it changes the output's shape"
+    mixes = any(isinstance(m, _CHANNEL_MIXING_NORMS) for m in slim.modules())
+    if mixes:  # LayerNorm/GroupNorm over channels legitimately change: shape and finiteness only
+        return None if torch.isfinite(out).all() else "pruning it gives non-finite outputs"
+    with torch.no_grad():
+        expected = masked_equivalent(analysis.model, groups, drops).eval()(analysis.example_input)
+    tolerance = 1e-4 * float(expected.abs().max()) + 1e-5
+    if not torch.allclose(out, expected, rtol=1e-3, atol=tolerance):
+        return "pruning it changes what the remaining channels compute (coupling not understood)"
+    return None

@@ -1,0 +1,80 @@
+"""Element-wise (unstructured) pruning: magnitude masks per layer, kept at zero during training.
+
+Built on `torch.nn.utils.prune`: the mask is re-applied in every forward pass (weight = weight_orig *
+weight_mask), so pruned weights stay zero and receive zero gradient through the mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.utils.prune as torch_prune
+from torch import nn
+
+from autoprune.errors import UserError
+
+PRUNABLE = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def sparsity(tensor: torch.Tensor) -> float:
+    """Fraction of exactly-zero elements."""
+    return 1.0 - density(tensor)
+
+
+def density(tensor: torch.Tensor) -> float:
+    """Fraction of non-zero elements."""
+    return float(torch.count_nonzero(tensor)) / max(tensor.numel(), 1)
+
+
+def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Conv and linear layers by name: the layers element-wise pruning applies to."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
+
+
+def magnitude_prune(model: nn.Module, targets: Mapping[str, float] | float) -> None:
+    """Mask the smallest-magnitude weights of each layer, in place, to an exact target sparsity.
+
+    `targets` is one sparsity for every conv/linear layer, or {layer name: sparsity}. Re-pruning a layer
+    keeps its earlier zeros (masks compose), so the sparsity only grows.
+    """
+    layers = prunable_layers(model)
+    plan = dict.fromkeys(layers, float(targets)) if isinstance(targets, int | float) else dict(targets)
+    for name, target in plan.items():
+        if name not in layers:
+            raise UserError(f"no conv or linear layer named {name!r}; see `autoprune info` for layer names")
+        if not 0.0 <= target < 1.0:
+            raise UserError(f"sparsity for {name!r} must be in [0, 1), got {target}")
+        layer = layers[name]
+        masked = int((layer.weight_mask == 0).sum()) if torch_prune.is_pruned(layer) else 0
+        wanted = int(round(target * layer.weight.numel()))
+        # torch's pruner takes `amount` from the still-unmasked weights when masks compose.
+        torch_prune.l1_unstructured(layer, "weight", amount=max(0, wanted - masked))
+
+
+def make_permanent(model: nn.Module) -> None:
+    """Fold masks into the weights (drops weight_orig/weight_mask); zeros stay, masks stop applying."""
+    for layer in prunable_layers(model).values():
+        if torch_prune.is_pruned(layer):
+            torch_prune.remove(layer, "weight")
+
+
+@dataclass
+class SparsityRow:
+    """Sparsity of one layer's weight."""
+
+    name: str
+    shape: tuple[int, ...]
+    params: int
+    nonzero: int
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nonzero / max(self.params, 1)
+
+
+def sparsity_table(model: nn.Module) -> list[SparsityRow]:
+    """Per conv/linear layer: weight shape, size, non-zeros (masked weights count as zero)."""
+    return [SparsityRow(name, tuple(m.weight.shape), m.weight.numel(), int(torch.count_nonzero(m.weight)))
+            for name, m in prunable_layers(model).items()]
