@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,17 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not path.is_file():
         raise UserError(f"weights file {str(path)!r} not found; pass an existing checkpoint with --weights")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(
-            f"{str(path)!r} holds objects other than tensors and plain data, so it was not loaded "
-            "(weights_only=True); save a state_dict instead"
-        ) from None
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+            raise UserError(
+                f"{str(path)!r} holds objects other than tensors and plain data, so it was not loaded "
+                "(weights_only=True); save a state_dict instead"
+            ) from None
+        raise UserError(f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt pickle data); "
+                        "re-save it with torch.save(model.state_dict(), path)") from None
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise UserError(f"{str(path)!r} is not a readable PyTorch checkpoint ({type(exc).__name__}); "
                         "re-save it with torch.save(model.state_dict(), path)") from None
