@@ -19,20 +19,11 @@ import torch
 
 from autoprune.data import load_data
 from autoprune.engine import analyse, count_cost
+from autoprune.engine.policy_cost import PolicyCostModel, uniform_keep_ratio
 from autoprune.models import example_input, load_model
 from autoprune.training import accuracy
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def uniform_ratio_for(analysis, x, dense_macs: int, target: float) -> float:
-    """Largest uniform keep ratio whose slim model has at most `target` x the dense MACs (bisection)."""
-    lo, hi = 0.01, 1.0
-    for _ in range(20):
-        mid = (lo + hi) / 2
-        macs = count_cost(analysis.apply([mid] * len(analysis.groups)), x).macs
-        lo, hi = (mid, hi) if macs <= target * dense_macs else (lo, mid)
-    return lo
 
 
 def main() -> None:
@@ -67,8 +58,9 @@ def main() -> None:
     dense_macs = count_cost(model, x).macs
     models = {"100%": model}
     ratios = {"100%": 1.0}
+    costs = PolicyCostModel(analysis)
     for label, target in (("50%", 0.5), ("25%", 0.25)):
-        ratios[label] = uniform_ratio_for(analysis, x, dense_macs, target)
+        ratios[label] = uniform_keep_ratio(costs, target)
         models[label] = analysis.apply([ratios[label]] * len(analysis.groups)).eval()
 
     eval_times: dict[str, list[float]] = {k: [] for k in models}

@@ -46,3 +46,23 @@ def test_digits_and_unknown_dataset(digits) -> None:
     assert len(next(iter(digits.loader("train", batch_size=16, limit=20)))[0]) == 16
     with pytest.raises(UserError, match="unknown dataset"):
         load_data("imagenet-22k")
+
+
+def test_image_folder_tree(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from autoprune.data.datasets import image_folder
+
+    rng = torch.Generator().manual_seed(0)
+    for split, count in (("train", 12), ("val", 4)):
+        for label in ("cat", "dog"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 255, (20, 20, 3), generator=rng, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(tmp_path / split / label / f"{i}.png")
+    bundle = image_folder(tmp_path, image_size=16)
+    assert (bundle.num_classes, len(bundle.test), len(bundle.train) + len(bundle.heldout)) == (2, 8, 24)
+    x, _ = next(iter(bundle.loader("train", batch_size=4)))
+    assert x.shape == (4, 3, 16, 16)
+    with pytest.raises(UserError, match="train/ and val/"):
+        image_folder(tmp_path / "train", image_size=16)
