@@ -1,0 +1,79 @@
+"""Compute budgets such as `0.25flops`, `25%flops`, `0.5params`, `3ms` or `0.25flops,0.5params`.
+
+FLOPs and params budgets are fractions of the dense model; a latency budget is absolute, in milliseconds on
+the current device. One Budget both checks a slim model and tells searchers how far they may prune.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from autoprune.errors import UserError
+
+_PART = re.compile(r"^\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<percent>%)?\s*(?P<unit>flops|macs|params|ms)\s*$",
+                   re.IGNORECASE)
+_EXAMPLES = "e.g. 0.25flops, 25%flops, 0.5params, 3ms or 0.25flops,0.5params"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One limit: `flops` or `params` as a fraction of the dense model, or `latency` in seconds."""
+
+    metric: str
+    limit: float
+
+    def __str__(self) -> str:
+        return f"{self.limit * 1e3:g}ms" if self.metric == "latency" else f"{self.limit:g}{self.metric}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """All constraints a slim model must meet."""
+
+    constraints: tuple[Constraint, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """Parse a budget string; malformed or impossible values raise a UserError naming the fix."""
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"empty budget; write one such as {_EXAMPLES}")
+        constraints: dict[str, Constraint] = {}
+        for part in text.split(","):
+            match = _PART.match(part)
+            if match is None:
+                raise UserError(f"malformed budget {text!r} (at {part.strip()!r}); write {_EXAMPLES}")
+            number = float(match["number"])
+            unit = match["unit"].lower()
+            if unit == "ms":
+                if match["percent"] or number <= 0:
+                    raise UserError(f"latency budget {part.strip()!r} must be a positive number of ms, e.g. 3ms")
+                constraint = Constraint("latency", number / 1e3)
+            else:
+                fraction = number / 100 if match["percent"] else number
+                if not 0 < fraction <= 1:
+                    raise UserError(f"budget {part.strip()!r} must keep a fraction in (0, 1] of the dense model "
+                                    "(e.g. 0.25flops or 25%flops)")
+                constraint = Constraint("flops" if unit in ("flops", "macs") else "params", fraction)
+            if constraint.metric in constraints:
+                raise UserError(f"budget {text!r} limits {constraint.metric} twice; give each metric once")
+            constraints[constraint.metric] = constraint
+        return cls(tuple(constraints.values()))
+
+    def limit(self, metric: str) -> float | None:
+        """The limit on `metric` ('flops', 'params' or 'latency'), or None if unconstrained."""
+        return next((c.limit for c in self.constraints if c.metric == metric), None)
+
+    def satisfied(self, flops_fraction: float, params_fraction: float, latency_seconds: float | None = None) -> bool:
+        """Whether a slim model with these costs meets every constraint."""
+        measured = {"flops": flops_fraction, "params": params_fraction, "latency": latency_seconds}
+        for c in self.constraints:
+            value = measured[c.metric]
+            if value is None:
+                raise ValueError(f"budget {self} needs a {c.metric} measurement")
+            if value > c.limit * (1 + 1e-9):
+                return False
+        return True
+
+    def __str__(self) -> str:
+        return ",".join(str(c) for c in self.constraints)
