@@ -1,0 +1,7 @@
+"""Evaluating policies: slim model, BatchNorm recalibration, metric, reward."""
+
+from autoprune.evaluation.batchnorm import recalibrate_batchnorm
+from autoprune.evaluation.evaluator import Evaluator, score_if_feasible, top1_accuracy
+from autoprune.evaluation.result import Result, policy_hash
+
+__all__ = ["Evaluator", "Result", "policy_hash", "recalibrate_batchnorm", "score_if_feasible", "top1_accuracy"]

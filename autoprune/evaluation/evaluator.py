@@ -1,0 +1,120 @@
+"""Evaluator: policy -> Result. Builds the slim model, recalibrates BatchNorm, optionally fine-tunes a few steps,
+scores it on the held-out split and turns the result into a reward.
+
+Batches are materialised once at construction, so an evaluation spends its time in forward passes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autoprune.budget import Budget
+from autoprune.data import DataBundle
+from autoprune.engine import Analysis, count_cost, measure_latency
+from autoprune.engine.slim import Policy, policy_ratios
+from autoprune.errors import UserError
+from autoprune.evaluation.batchnorm import recalibrate_batchnorm
+from autoprune.evaluation.result import Result, policy_hash
+from autoprune.training import accuracy
+
+Metric = Callable[[nn.Module, Sequence[tuple[torch.Tensor, torch.Tensor]]], float]
+Reward = Callable[[Result], float]
+
+
+def top1_accuracy(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The default metric: top-1 accuracy in [0, 1]."""
+    return accuracy(model, batches)
+
+
+def score_if_feasible(result: Result) -> float:
+    """The default reward: the score when the budget is met, else 0 (searchers keep to the budget anyway)."""
+    return result.score if result.feasible else 0.0
+
+
+class Evaluator:
+    """Scores policies of one analysed model under one budget."""
+
+    def __init__(
+        self,
+        analysis: Analysis,
+        data: DataBundle,
+        budget: Budget,
+        metric: Metric = top1_accuracy,
+        reward: Reward = score_if_feasible,
+        heldout_images: int = 2000,
+        recalibration_batches: int = 8,
+        finetune_steps: int = 0,
+        batch_size: int = 250,
+        finetune_lr: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        self.analysis = analysis
+        self.budget = budget
+        self.metric = metric
+        self.reward = reward
+        self.finetune_steps = finetune_steps
+        self.finetune_lr = finetune_lr
+        x = analysis.example_input
+        self.example_input = x
+        dense = count_cost(analysis.model, x)
+        self.dense_macs, self.dense_params = dense.macs, dense.params
+        self.heldout = list(data.loader("heldout", batch_size=batch_size, limit=heldout_images))
+        train_steps = max(recalibration_batches, finetune_steps)
+        train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=seed)
+        self.train_batches = [b for _, b in zip(range(train_steps), train, strict=False)]
+        self.recalibration_batches = recalibration_batches
+        self.measure_latency = budget.limit("latency") is not None
+
+    def __call__(self, policy: Policy) -> Result:
+        start = time.perf_counter()
+        ratios = policy_ratios(self.analysis.groups, policy)
+        slim = self.analysis.apply(ratios).eval()
+        if self.recalibration_batches:
+            recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[: self.recalibration_batches]))
+        if self.finetune_steps:
+            self._finetune(slim)
+        cost = count_cost(slim, self.example_input)
+        latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
+        score = _call_user(self.metric, "metric", slim.eval(), self.heldout)
+        flops_ratio, params_ratio = cost.macs / self.dense_macs, cost.params / self.dense_params
+        result = Result(
+            policy=[round(r, 6) for r in ratios], policy_hash=policy_hash(ratios),
+            kept_channels=self.analysis.kept_channels(ratios), macs=cost.macs, flops=cost.flops, params=cost.params,
+            flops_ratio=flops_ratio, params_ratio=params_ratio, latency=latency, score=score, reward=math.nan,
+            feasible=self.budget.satisfied(flops_ratio, params_ratio, latency), wall_time=0.0,
+        )
+        result.reward = _call_user(self.reward, "reward", result)
+        result.wall_time = time.perf_counter() - start
+        return result
+
+    def _finetune(self, slim: nn.Module) -> None:
+        """A few SGD steps on training batches: enough to re-rank candidates that collapse right after pruning."""
+        slim.train()
+        optimizer = torch.optim.SGD(slim.parameters(), lr=self.finetune_lr, momentum=0.9)
+        for x, y in self.train_batches[: self.finetune_steps]:
+            loss = F.cross_entropy(slim(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        slim.eval()
+
+
+def _call_user(fn: Callable, role: str, *args) -> float:
+    """Call a user's metric or reward; an exception or a non-finite value becomes a UserError naming it."""
+    name = getattr(fn, "__qualname__", repr(fn))
+    try:
+        value = float(fn(*args))
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"{role} {name} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+                        f"fix the {role} function") from None
+    if not math.isfinite(value):
+        raise UserError(f"{role} {name} returned {value}; it must return a finite number")
+    return value

@@ -1,0 +1,36 @@
+"""What one evaluation of a policy produces: costs, score, reward and timing; plus the policy's hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+
+def policy_hash(ratios: Sequence[float]) -> str:
+    """A stable key for a policy: ratios rounded to 6 decimals, hashed (the store and searchers key on it)."""
+    text = json.dumps([round(float(r), 6) for r in ratios])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Result:
+    """One evaluated policy."""
+
+    policy: list[float]
+    policy_hash: str
+    kept_channels: list[int]
+    macs: int
+    flops: int
+    params: int
+    flops_ratio: float
+    params_ratio: float
+    latency: float | None
+    score: float
+    reward: float
+    feasible: bool
+    wall_time: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
