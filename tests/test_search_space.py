@@ -19,18 +19,20 @@ def resnet_analysis():
     return analyse(build_model("resnet20", 1, 10).eval(), example_input(1, 28))
 
 
-def test_repair_meets_flops_and_params_budgets(resnet_analysis) -> None:
+def test_projection_meets_flops_and_params_budgets_and_uses_them(resnet_analysis) -> None:
     x = example_input(1, 28)
     dense = count_cost(resnet_analysis.model, x)
     space = SearchSpace(resnet_analysis, Budget.parse("0.25flops,0.2params"))
     rng = np.random.default_rng(0)
     for _ in range(3):
-        policy = space.repair(rng.uniform(0, 1.5, space.size))
-        slim = count_cost(resnet_analysis.apply(policy), x)
-        assert slim.macs <= 0.25 * dense.macs and slim.params <= 0.2 * dense.params
-        assert all(space.min_keep <= r <= 1.0 for r in policy)
-    feasible = space.uniform(0.3)
-    assert space.repair(feasible) == pytest.approx(feasible)  # feasible policies are left alone
+        for start in (rng.uniform(0, 1.5, space.size), rng.uniform(0.05, 0.1, space.size)):
+            policy = space.project(start)
+            slim = count_cost(resnet_analysis.apply(policy), x)
+            assert slim.macs <= 0.25 * dense.macs and slim.params <= 0.2 * dense.params
+            assert slim.macs > 0.22 * dense.macs or slim.params > 0.18 * dense.params  # on the boundary
+            assert all(space.min_keep <= r <= 1.0 for r in policy)
+    small = space.uniform(0.1)
+    assert space.project(small, grow=False) == pytest.approx(small)  # feasible policies can be left alone
 
 
 def test_walls_bound_each_group_given_the_others_at_their_least(resnet_analysis) -> None:

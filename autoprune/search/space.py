@@ -1,4 +1,5 @@
 """The space searchers move in: one keep ratio per channel group, bounded so every policy can meet the budget.
+Searchers propose freely; `project` puts a proposal on the budget's boundary, since keeping more never hurts.
 
 Bounds follow AMC's "action wall": a group may keep at most what still lets the budget be met when every other
 group keeps its least. FLOPs use the exact analytic cost model (microseconds); params and latency are measured
@@ -53,20 +54,27 @@ class SearchSpace:
         """Whether the policy meets the budget."""
         return self.budget.satisfied(*self.fractions(policy))
 
-    def repair(self, policy: Sequence[float]) -> list[float]:
-        """The policy clipped to the bounds and, if still over budget, moved toward the least-keeping policy
-        (keeping its shape) just far enough to meet the budget."""
-        clipped = np.clip(np.asarray(policy, dtype=np.float64), self.lower, self.max_keep)
-        if self.feasible(clipped.tolist()):
-            return clipped.tolist()
-        lo, hi = 0.0, 1.0  # fraction of the way from the least-keeping policy to `clipped`
-        for _ in range(25):
+    def project(self, policy: Sequence[float], grow: bool = True) -> list[float]:
+        """The policy moved along the ray from the least-keeping policy (keeping its shape) to the budget's
+        boundary: shrunk if over budget, grown (unless `grow` is False) if under it; always within bounds."""
+        direction = np.clip(np.asarray(policy, dtype=np.float64), self.lower, self.upper) - self.lower
+
+        def at(t: float) -> list[float]:
+            return np.clip(self.lower + t * direction, self.lower, self.upper).tolist()
+
+        if self.feasible(at(1.0)) and not grow:
+            return at(1.0)
+        positive = direction > 1e-12
+        if not positive.any():
+            return at(0.0)
+        t_max = float(np.max((self.upper - self.lower)[positive] / direction[positive])) if grow else 1.0
+        if self.feasible(at(t_max)):
+            return at(t_max)
+        lo, hi = 0.0, t_max
+        for _ in range(30):
             mid = (lo + hi) / 2
-            if self.feasible((self.lower + mid * (clipped - self.lower)).tolist()):
-                lo = mid
-            else:
-                hi = mid
-        return (self.lower + lo * (clipped - self.lower)).tolist()
+            lo, hi = (mid, hi) if self.feasible(at(mid)) else (lo, mid)
+        return at(lo)
 
     def uniform(self, ratio: float) -> list[float]:
         return [float(ratio)] * self.size

@@ -1,0 +1,103 @@
+"""Searchers, the SQLite store and resume, on a real model trained on digits."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoprune.budget import Budget
+from autoprune.engine import analyse
+from autoprune.errors import UserError
+from autoprune.evaluation import Evaluator
+from autoprune.models import example_input
+from autoprune.search import SEARCHERS, SearchSpace, TrialStore, make_searcher, run_search
+
+
+@pytest.fixture(scope="module")
+def setup(trained_digits_resnet, digits):
+    analysis = analyse(trained_digits_resnet, example_input(1, 8))
+    budget = Budget.parse("0.4flops")
+    space = SearchSpace(analysis, budget)
+    evaluator = Evaluator(analysis, digits, budget, heldout_images=150, recalibration_batches=2)
+    return space, evaluator
+
+
+class Counting:
+    """The real evaluator, counting how often it runs."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator, self.calls = evaluator, 0
+
+    def __call__(self, policy):
+        self.calls += 1
+        return self.evaluator(policy)
+
+
+@pytest.mark.parametrize("name", list(SEARCHERS))
+def test_every_searcher_proposes_feasible_policies_on_the_budget(setup, name: str) -> None:
+    space, _ = setup
+    searcher = make_searcher(name, space, seed=3)
+    policies = searcher.ask(3)
+    assert policies
+    for policy in policies:
+        assert space.feasible(policy)
+        assert space.costs.fraction(policy) > 0.35  # the budget is used, not wasted
+        assert all(space.min_keep - 1e-9 <= r <= 1 + 1e-9 for r in policy)
+    if name == "uniform":
+        assert len(policies) == 1 and len(set(policies[0])) == 1 and searcher.done
+
+
+def test_seeds_make_searches_reproducible(setup) -> None:
+    space, _ = setup
+    a, b, c = (make_searcher("random", space, seed=s).ask(2) for s in (1, 1, 2))
+    assert a == b and a != c
+    with pytest.raises(UserError, match="unknown agent"):
+        make_searcher("ppo", space)
+    with pytest.raises(UserError, match="bad setting"):
+        make_searcher("anneal", space, temperature=3)
+
+
+def test_anneal_beats_or_matches_uniform(setup, tmp_path: Path) -> None:
+    space, evaluator = setup
+    uniform = run_search(make_searcher("uniform", space), evaluator, TrialStore(tmp_path / "u.sqlite"), evals=10)
+    assert uniform.evaluations == 1
+    anneal = run_search(make_searcher("anneal", space, seed=0), evaluator, TrialStore(tmp_path / "a.sqlite"),
+                        evals=8, batch_size=2)
+    assert anneal.best.reward >= uniform.best.reward
+
+
+def test_resume_replays_without_losing_or_repeating_evaluations(setup, tmp_path: Path) -> None:
+    space, evaluator = setup
+    full = run_search(make_searcher("anneal", space, seed=7), evaluator, TrialStore(tmp_path / "full.sqlite"), 8)
+
+    counting = Counting(evaluator)
+    path = tmp_path / "resumed.sqlite"
+    first = TrialStore(path)
+    run_search(make_searcher("anneal", space, seed=7), counting, first, evals=5)  # "interrupted" after 5
+    first.close()
+    stored = len(TrialStore(path))
+    counting.calls = 0
+    resumed_store = TrialStore(path)
+    resumed = run_search(make_searcher("anneal", space, seed=7), counting, resumed_store, evals=8)
+    assert counting.calls == len(resumed_store) - stored  # only new policies were evaluated
+    assert resumed.best.policy == full.best.policy
+    hashes = [h for (h,) in sqlite3.connect(path).execute("SELECT policy_hash FROM evaluations")]
+    assert len(hashes) == len(set(hashes)) == len(TrialStore(tmp_path / "full.sqlite"))
+
+
+def test_store_round_trip_and_corrupt_file(setup, tmp_path: Path) -> None:
+    space, evaluator = setup
+    store = TrialStore(tmp_path / "s.sqlite")
+    result = evaluator(space.uniform(0.3))
+    store.add(result, "manual", 0)
+    store.add(result, "manual", 0)  # the same policy again is not stored twice
+    assert len(store) == 1 and store.get(result.policy_hash) == result and store.best() == result
+    store.set_run_config({"budget": "0.4flops", "seed": 1})
+    assert TrialStore(tmp_path / "s.sqlite").run_config() == {"budget": "0.4flops", "seed": 1}
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(UserError, match="not a usable trial store"):
+        TrialStore(bad)
