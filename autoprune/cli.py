@@ -154,6 +154,77 @@ def evaluate(
                     f"params {cost.params / 1e6:.3f} M  latency {latency * 1e3:.2f} ms (batch 1, median)")
 
 
+@app.command()
+def search(
+    budget: Annotated[str | None, typer.Option(help="e.g. 0.25flops, 25%flops, 0.5params, 3ms")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="default resnet20")] = None,
+    weights: WeightsOpt = None,
+    data: Annotated[str | None, typer.Option(help="default fashion-mnist")] = None,
+    data_dir: DataDirOpt = None,
+    agent: Annotated[str | None, typer.Option(help="uniform, random or anneal (default)")] = None,
+    space: Annotated[str | None, typer.Option(help="search_spaces/NAME.yaml or a path (default: default)")] = None,
+    evals: Annotated[int | None, typer.Option(help="evaluations (default 100)")] = None,
+    seed: Annotated[int | None, typer.Option(help="default 0")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default runs/<model>-<budget>-<agent>-s<seed>)")]
+    = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="experiment YAML; flags override it")] = None,
+    finetune_steps: Annotated[int | None, typer.Option(help="SGD steps per candidate before scoring")] = None,
+) -> None:
+    """Search a per-group pruning policy that meets the budget with the best held-out accuracy."""
+    from autoprune.api import execute_search, prepare_search
+    from autoprune.config import load_experiment
+
+    overrides = {"budget": budget, "model": model, "weights": str(weights) if weights else None, "data": data,
+                 "data_dir": str(data_dir) if data_dir else None, "agent": agent, "space": space, "evals": evals,
+                 "seed": seed, "out": str(out) if out else None, "finetune_steps": finetune_steps}
+    settings = load_experiment(str(config) if config else None, overrides)
+    if settings.out is None:
+        settings.out = f"runs/{settings.model}-{settings.budget}-{settings.agent}-s{settings.seed}"
+    prepared = prepare_search(settings, resume=resume)
+    report = _run_with_progress(prepared, execute_search)
+    _print_report(report)
+
+
+def _run_with_progress(prepared, execute):
+    """Run the search under a live progress bar: evaluations done, best score so far and its FLOPs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("[bold]searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[best]}"))
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("search", total=prepared.config.evals, best="")
+
+        def on_result(result, best, cached) -> None:
+            text = f"best {best.score:.4f} at {best.flops_ratio:.1%} FLOPs" if best else "no feasible policy yet"
+            progress.update(task, advance=1, best=text + (" (replayed)" if cached else ""))
+
+        return execute(prepared, on_result)
+
+
+def _print_report(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    summary, console = report.summary, Console()
+    groups = Table(title=f"best policy under {summary['budget']} ({summary['agent']}, seed {summary['seed']})")
+    for column in ("group", "keep ratio", "channels dense", "channels slim"):
+        groups.add_column(column)
+    for name, channels in summary["channels"].items():
+        groups.add_row(name, f"{summary['policy'][name]:.3f}", str(channels["dense"]), str(channels["slim"]))
+    console.print(groups)
+    dense, slim = summary["dense"], summary["slim"]
+    table = Table(title="dense vs slim")
+    for column in ("", "MACs", "params", "latency (ms)", "held-out score", "test accuracy"):
+        table.add_column(column)
+    for label, row in (("dense", dense), ("slim", slim)):
+        table.add_row(label, f"{row['macs'] / 1e6:.2f} M", f"{row['params'] / 1e6:.3f} M",
+                      f"{row['latency_s'] * 1e3:.2f}", f"{row['heldout_score']:.4f}", f"{row['test_accuracy']:.4f}")
+    console.print(table)
+    console.print(f"slim/dense MACs {slim['macs'] / dense['macs']:.3f}; run directory: {report.run_dir} "
+                  "(store.sqlite, best.json, model.pt: load with torch.jit.load)")
+
+
 def main() -> None:
     """Entry point: run the Typer app, turning UserError into one line on stderr and exit code 2."""
     try:

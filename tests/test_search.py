@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from autoprune.budget import Budget
-from autoprune.engine import analyse
+from autoprune.engine import analyse, count_cost
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator
 from autoprune.models import example_input
@@ -101,3 +101,14 @@ def test_store_round_trip_and_corrupt_file(setup, tmp_path: Path) -> None:
     bad.write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(UserError, match="not a usable trial store"):
         TrialStore(bad)
+
+
+def test_stored_policies_rebuild_to_exactly_the_evaluated_model(setup, tmp_path: Path) -> None:
+    """Policies sit on the budget boundary, at channel-rounding steps: stored ratios must be exact."""
+    space, evaluator = setup
+    store = TrialStore(tmp_path / "exact.sqlite")
+    run_search(make_searcher("random", space, seed=11), evaluator, store, evals=6)
+    x = space.analysis.example_input
+    for result in TrialStore(tmp_path / "exact.sqlite").results():
+        assert count_cost(space.analysis.apply(result.policy), x).macs == result.macs
+        assert result.feasible

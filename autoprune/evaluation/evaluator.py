@@ -71,20 +71,25 @@ class Evaluator:
         self.recalibration_batches = recalibration_batches
         self.measure_latency = budget.limit("latency") is not None
 
-    def __call__(self, policy: Policy) -> Result:
-        start = time.perf_counter()
-        ratios = policy_ratios(self.analysis.groups, policy)
-        slim = self.analysis.apply(ratios).eval()
+    def build(self, policy: Policy) -> nn.Module:
+        """The slim model exactly as it is scored: pruned, BN-recalibrated and (if set) briefly fine-tuned."""
+        slim = self.analysis.apply(policy).eval()
         if self.recalibration_batches:
             recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[: self.recalibration_batches]))
         if self.finetune_steps:
             self._finetune(slim)
+        return slim.eval()
+
+    def __call__(self, policy: Policy) -> Result:
+        start = time.perf_counter()
+        ratios = policy_ratios(self.analysis.groups, policy)
+        slim = self.build(ratios)
         cost = count_cost(slim, self.example_input)
         latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
-        score = _call_user(self.metric, "metric", slim.eval(), self.heldout)
+        score = _call_user(self.metric, "metric", slim, self.heldout)
         flops_ratio, params_ratio = cost.macs / self.dense_macs, cost.params / self.dense_params
         result = Result(
-            policy=[round(r, 6) for r in ratios], policy_hash=policy_hash(ratios),
+            policy=[float(r) for r in ratios], policy_hash=policy_hash(ratios),
             kept_channels=self.analysis.kept_channels(ratios), macs=cost.macs, flops=cost.flops, params=cost.params,
             flops_ratio=flops_ratio, params_ratio=params_ratio, latency=latency, score=score, reward=math.nan,
             feasible=self.budget.satisfied(flops_ratio, params_ratio, latency), wall_time=0.0,

@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass
 
 
 def policy_hash(ratios: Sequence[float]) -> str:
-    """A stable key for a policy: ratios rounded to 6 decimals, hashed (the store and searchers key on it)."""
-    text = json.dumps([round(float(r), 6) for r in ratios])
+    """A stable key for a policy, from its exact ratios (JSON writes floats so that they read back bit-exact;
+    rounding would merge policies that sit on either side of a channel-rounding step)."""
+    text = json.dumps([float(r) for r in ratios])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,181 @@
+"""The public Python API: `autoprune.search(...)` runs a whole search and returns the best result and the slim
+model. The CLI's `autoprune search` is a thin layer over `prepare_search` and `finish_search` here.
+
+Everything that can be wrong with the input is checked before the run directory is touched, so a bad call
+leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.budget import Budget
+from autoprune.config import ExperimentConfig, SpaceConfig, load_agent_config, load_space, validated
+from autoprune.data import DataBundle, load_data
+from autoprune.engine import Analysis, analyse, count_cost, measure_latency
+from autoprune.errors import UserError
+from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
+from autoprune.evaluation.evaluator import Metric, Reward
+from autoprune.models import example_input, load_model
+from autoprune.search import SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.search.searchers import Searcher
+from autoprune.training import accuracy
+
+STORE_NAME = "store.sqlite"
+
+
+@dataclass
+class PreparedSearch:
+    """Everything a search needs, validated, before any file is written."""
+
+    config: ExperimentConfig
+    data: DataBundle
+    analysis: Analysis
+    space: SearchSpace
+    evaluator: Evaluator
+    searcher: Searcher
+    run_dir: Path | None
+    run_settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchReport:
+    """The outcome of a search: the best result, its slim model, and where the run was written."""
+
+    best: Result
+    model: nn.Module
+    run_dir: Path | None
+    summary: dict[str, Any]
+
+
+def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, data: DataBundle | None = None,
+                   metric: Metric = top1_accuracy, reward: Reward = score_if_feasible,
+                   resume: bool = False) -> PreparedSearch:
+    """Validate every input and build the search's parts; raises UserError on any problem."""
+    if config.budget is None:
+        raise UserError("no budget given; pass --budget such as 0.25flops")
+    budget = Budget.parse(config.budget)
+    space_config: SpaceConfig = load_space(config.space)
+    run_dir = _check_run_dir(config.out, resume)
+    bundle = data if data is not None else load_data(config.data, config.data_dir)
+    if model is None:
+        model, _ = load_model(config.model, bundle.in_channels, bundle.num_classes, bundle.name, config.weights,
+                              require_weights=True)
+    model.eval()
+    analysis = analyse(model, example_input(bundle.in_channels, bundle.image_size), criterion=space_config.criterion,
+                       round_to=space_config.round_to)
+    space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep)
+    agent_config = {**load_agent_config(config.agent), **config.agent_config}
+    searcher = make_searcher(config.agent, space, config.seed, **agent_config)
+    evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward,
+                          heldout_images=config.heldout_images, recalibration_batches=config.recalibration_batches,
+                          finetune_steps=config.finetune_steps, seed=config.seed)
+    settings = {"model": config.model, "weights": config.weights, "data": bundle.name, "budget": str(budget),
+                "agent": config.agent, "agent_config": agent_config, "space": space_config.model_dump(),
+                "seed": config.seed, "heldout_images": config.heldout_images,
+                "recalibration_batches": config.recalibration_batches, "finetune_steps": config.finetune_steps}
+    if run_dir is not None and resume:
+        stored = TrialStore(run_dir / STORE_NAME).run_config()
+        changed = sorted(k for k in settings if k in stored and stored[k] != settings[k])
+        if changed:
+            raise UserError(f"--resume with different settings ({', '.join(changed)}) than the run in "
+                            f"{str(run_dir)!r}; resume with the same settings or use another --out")
+    return PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings)
+
+
+def _check_run_dir(out: str | None, resume: bool) -> Path | None:
+    if out is None:
+        if resume:
+            raise UserError("--resume needs --out naming the run directory to continue")
+        return None
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {out!r} is a file; give a directory for the run")
+    has_store = (path / STORE_NAME).is_file()
+    if resume and not has_store:
+        raise UserError(f"nothing to resume in {out!r} (no {STORE_NAME}); drop --resume to start a new run")
+    if not resume and has_store:
+        raise UserError(f"{out!r} already holds a search; pass --resume to continue it or choose another --out")
+    return path
+
+
+def execute_search(prepared: PreparedSearch,
+                   on_result: Callable[[Result, Result | None, bool], None] | None = None) -> SearchReport:
+    """Run the prepared search, writing the store as it goes, then the best model and its report."""
+    store_path = (prepared.run_dir / STORE_NAME) if prepared.run_dir else Path(tempfile.mkdtemp()) / STORE_NAME
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    store = TrialStore(store_path)
+    store.set_run_config(prepared.run_settings)
+    outcome = run_search(prepared.searcher, prepared.evaluator, store, prepared.config.evals, on_result=on_result)
+    store.close()
+    if outcome.best is None:
+        raise UserError("no evaluated policy met the budget; loosen the budget or raise --evals")
+    return finish_search(prepared, outcome.best)
+
+
+def finish_search(prepared: PreparedSearch, best: Result) -> SearchReport:
+    """Build the best slim model, measure dense and slim on held-out and test data, write best.json and model.pt."""
+    analysis, evaluator, data = prepared.analysis, prepared.evaluator, prepared.data
+    slim = evaluator.build(best.policy)
+    x = analysis.example_input
+    test = data.loader("test", batch_size=500)
+    dense_cost, slim_cost = count_cost(analysis.model, x), count_cost(slim, x)
+    summary = {
+        "budget": str(prepared.space.budget), "agent": prepared.config.agent, "seed": prepared.config.seed,
+        "result": best.to_dict(),
+        "policy": {g.name: r for g, r in zip(analysis.groups, best.policy, strict=True)},
+        "channels": {g.name: {"dense": g.channels, "slim": k}
+                     for g, k in zip(analysis.groups, best.kept_channels, strict=True)},
+        "dense": {"macs": dense_cost.macs, "flops": dense_cost.flops, "params": dense_cost.params,
+                  "latency_s": measure_latency(analysis.model, x),
+                  "heldout_score": evaluator.metric(analysis.model, evaluator.heldout),
+                  "test_accuracy": accuracy(analysis.model, test)},
+        "slim": {"macs": slim_cost.macs, "flops": slim_cost.flops, "params": slim_cost.params,
+                 "latency_s": measure_latency(slim, x), "heldout_score": best.score,
+                 "test_accuracy": accuracy(slim, test)},
+        "settings": prepared.run_settings,
+    }
+    if prepared.run_dir is not None:
+        _write_atomically(prepared.run_dir / "best.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream, yet loads without our code path
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(slim.eval(), x)
+            _write_atomically(prepared.run_dir / "model.pt", lambda p: torch.jit.save(traced, str(p)))
+    return SearchReport(best, slim, prepared.run_dir, summary)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def search(model: nn.Module | str = "resnet20", data: DataBundle | str = "fashion-mnist", budget: str = "0.25flops",
+           agent: str = "anneal", evals: int = 100, metric: Metric = top1_accuracy,
+           reward: Reward = score_if_feasible, seed: int = 0, out: str | Path | None = None, resume: bool = False,
+           **settings: Any) -> SearchReport:
+    """Search a pruning policy for `model` under `budget` and return the best result and its slim model.
+
+    `model` is an nn.Module (trained) or a model name (its shipped or `weights=` checkpoint is loaded); `data` a
+    DataBundle or a dataset name. `metric(model, batches) -> float` scores a slim model on held-out batches;
+    `reward(result) -> float` turns a Result into what the searcher maximises. Other settings are those of
+    ExperimentConfig (space, heldout_images, recalibration_batches, finetune_steps, agent_config, ...).
+    """
+    bundle = data if isinstance(data, DataBundle) else load_data(data, settings.pop("data_dir", None))
+    net = model if isinstance(model, nn.Module) else None
+    name = model if isinstance(model, str) else type(model).__name__
+    config = validated(ExperimentConfig, {"model": name, "data": bundle.name, "budget": budget, "agent": agent,
+                                           "evals": evals, "seed": seed, "out": str(out) if out is not None else None,
+                                           **settings}, "autoprune.search")
+    prepared = prepare_search(config, model=net, data=bundle, metric=metric, reward=reward, resume=resume)
+    return execute_search(prepared)

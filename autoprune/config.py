@@ -1,0 +1,89 @@
+"""Config files (search spaces, agents, experiments) as YAML, validated by pydantic with messages naming the
+field. Command-line flags override experiment-file values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autoprune.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SpaceConfig(BaseModel):
+    """Which channels a search may remove: keep-ratio bounds, channel rounding and the ranking criterion."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_keep: float = Field(0.05, gt=0, le=1)
+    max_keep: float = Field(1.0, gt=0, le=1)
+    round_to: int = Field(1, ge=1)
+    criterion: str = "l1"
+
+
+class ExperimentConfig(BaseModel):
+    """One search: model, data, budget, searcher and evaluation settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = "resnet20"
+    weights: str | None = None
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    budget: str | None = None
+    agent: str = "anneal"
+    agent_config: dict[str, Any] = Field(default_factory=dict)
+    space: str = "default"
+    evals: int = Field(100, ge=1)
+    seed: int = 0
+    heldout_images: int = Field(2000, ge=1)
+    recalibration_batches: int = Field(8, ge=0)
+    finetune_steps: int = Field(0, ge=0)
+    out: str | None = None
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{what} file {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{what} file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what} file {str(path)!r} must hold a mapping of settings")
+    return data
+
+
+def validated(cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise UserError(f"{source}: {field}: {first['msg']}") from None
+
+
+def load_space(name_or_path: str) -> SpaceConfig:
+    """A search space by name (search_spaces/NAME.yaml) or by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = REPO_ROOT / "search_spaces" / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (REPO_ROOT / "search_spaces").glob("*.yaml"))
+            raise UserError(f"unknown search space {name_or_path!r}; use one of {', '.join(known)} or a YAML path")
+    return validated(SpaceConfig, _read_yaml(path, "search space"), str(path))
+
+
+def load_agent_config(agent: str) -> dict[str, Any]:
+    """Hyper-parameters of a searcher from agents/NAME.yaml ({} if the agent has no file)."""
+    path = REPO_ROOT / "agents" / f"{agent}.yaml"
+    return _read_yaml(path, "agent") if path.is_file() else {}
+
+
+def load_experiment(path: str | None, overrides: dict[str, Any]) -> ExperimentConfig:
+    """An experiment file (if given) with command-line overrides (None values are ignored)."""
+    data = _read_yaml(Path(path), "experiment") if path else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return validated(ExperimentConfig, data, path or "command line")

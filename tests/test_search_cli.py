@@ -1,0 +1,107 @@
+"""`autoprune search` as a user runs it: a run directory, resume after SIGKILL, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "autoprune.cli", *args]
+
+
+@pytest.fixture(scope="module")
+def digits_weights(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("w") / "digits.pt"
+    done = subprocess.run(cli("train", "--data", "digits", "--epochs", "4", "--out", str(path)),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def search_args(weights: Path, out: Path, evals: int = 16) -> list[str]:
+    return cli("search", "--budget", "0.5flops", "--data", "digits", "--weights", str(weights), "--out", str(out),
+               "--evals", str(evals), "--seed", "3")
+
+
+def test_search_writes_store_best_json_and_a_loadable_model(digits_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run(search_args(digits_weights, out, evals=6), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    best = json.loads((out / "best.json").read_text())
+    assert best["slim"]["macs"] <= 0.5 * best["dense"]["macs"]
+    assert 0 <= best["slim"]["test_accuracy"] <= 1 and best["result"]["feasible"]
+    model = torch.jit.load(str(out / "model.pt"))  # no autoprune code needed
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 1, 8, 8))
+    assert counter.get_total_flops() // 2 == best["slim"]["macs"]
+    rows = sqlite3.connect(out / "store.sqlite").execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+    assert 1 <= rows <= 6
+    again = subprocess.run(search_args(digits_weights, out, evals=6), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_sigkilled_search_resumes_to_the_same_best_policy(digits_weights: Path, tmp_path: Path) -> None:
+    reference = subprocess.run(search_args(digits_weights, tmp_path / "full"), capture_output=True, text=True,
+                               timeout=600)
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "killed"
+    process = subprocess.Popen(search_args(digits_weights, out), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    store = out / "store.sqlite"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it once a few evaluations are stored
+        if store.is_file():
+            try:
+                if sqlite3.connect(store).execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] >= 4:
+                    break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "best.json").exists()
+    resumed = subprocess.run([*search_args(digits_weights, out), "--resume"], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    full = json.loads((tmp_path / "full" / "best.json").read_text())
+    after = json.loads((out / "best.json").read_text())
+    assert after["result"]["policy"] == full["result"]["policy"]
+    hashes = [h for (h,) in sqlite3.connect(store).execute("SELECT policy_hash FROM evaluations")]
+    full_hashes = [h for (h,) in sqlite3.connect(tmp_path / "full" / "store.sqlite").execute(
+        "SELECT policy_hash FROM evaluations")]
+    assert len(hashes) == len(set(hashes)) and set(hashes) == set(full_hashes)
+
+
+def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    bad_yaml = tmp_path / "exp.yaml"
+    bad_yaml.write_text("budget: 0.5flops\nevals: -3\n")
+    cases = [
+        (["--budget", "0.25flop"], "malformed budget"),
+        (["--budget", "0.0001flops"], "infeasible"),
+        (["--budget", "0.5flops", "--agent", "ppo"], "unknown agent"),
+        (["--budget", "0.5flops", "--space", "nope"], "unknown search space"),
+        (["--budget", "0.5flops", "--out", str(a_file)], "is a file"),
+        (["--budget", "0.5flops", "--out", str(tmp_path / "fresh"), "--resume"], "nothing to resume"),
+        (["--config", str(bad_yaml)], "evals"),
+        (["--config", str(tmp_path / "missing.yaml")], "not found"),
+        ([], "no budget"),
+    ]
+    for extra, fragment in cases:
+        done = subprocess.run(cli("search", "--data", "digits", "--weights", str(digits_weights), *extra),
+                              capture_output=True, text=True, timeout=600)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (extra, done.stderr)
+    assert not (tmp_path / "fresh").exists()
