@@ -16,8 +16,8 @@ data:
 	fi
 
 demo: install data
-	autoprune info --model resnet20
-	autoprune evaluate --model resnet20
+	rm -rf runs/demo
+	autoprune search --budget 0.25flops --out runs/demo
 
 test: install data
 	$(PYTHON) -m pytest -q
