@@ -88,8 +88,20 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
     a_file.write_text("x")
     bad_yaml = tmp_path / "exp.yaml"
     bad_yaml.write_text("budget: 0.5flops\nevals: -3\n")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(digits_weights.read_bytes()[:1000])
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x0c\x00\x00\x00touch /tmp/xq\x01\x85q\x02Rq\x03.")
     cases = [
         (["--budget", "0.25flop"], "malformed budget"),
+        (["--budget", "150%flops"], "(0, 1]"),
+        (["--budget", "0.5flops,0.5flops"], "twice"),
+        (["--budget", "0.5flops", "--weights", str(tmp_path / "none.pt")], "not found"),
+        (["--budget", "0.5flops", "--weights", str(corrupt)], "not a readable"),
+        (["--budget", "0.5flops", "--weights", str(evil)], "objects other than tensors"),
+        (["--budget", "0.5flops", "--model", "vgg11"], "do not fit"),
+        (["--budget", "0.5flops", "--model", "nonet"], "unknown model"),
+        (["--budget", "0.5flops", "--data", "mnist-3d"], "unknown dataset"),
         (["--budget", "0.0001flops"], "infeasible"),
         (["--budget", "0.5flops", "--agent", "ppo"], "unknown agent"),
         (["--budget", "0.5flops", "--space", "nope"], "unknown search space"),
@@ -100,8 +112,22 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
         ([], "no budget"),
     ]
     for extra, fragment in cases:
-        done = subprocess.run(cli("search", "--data", "digits", "--weights", str(digits_weights), *extra),
+        base = ["--data", "digits", "--weights", str(digits_weights)]
+        done = subprocess.run(cli("search", *base, *extra),
                               capture_output=True, text=True, timeout=600)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (extra, done.stderr)
     assert not (tmp_path / "fresh").exists()
+
+
+def test_api_reward_returning_nan_stops_with_a_clear_error(trained_digits_resnet, digits, tmp_path: Path) -> None:
+    import autoprune
+    from autoprune.errors import UserError
+
+    def nan_reward(result):
+        return float("nan")
+
+    with pytest.raises(UserError, match="reward .*nan_reward returned nan"):
+        autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", evals=3, reward=nan_reward,
+                         out=tmp_path / "nan")
+    assert not (tmp_path / "nan" / "best.json").exists()
