@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import torch
@@ -65,7 +64,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     for epoch in range(epochs):
         model.train()
-        total_loss, batches, start = 0.0, 0, time.perf_counter()
+        total_loss, batches = 0.0, 0
         for x, y in loader:
             if data.augment:
                 x = augment_batch(x, generator)
@@ -78,5 +77,4 @@ def train(
             batches += 1
         if on_epoch is not None:
             on_epoch(epoch, total_loss / max(batches, 1), accuracy(model, heldout))
-        del start
     return model

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune.errors import UserError
+
 
 @dataclass
 class LayerEdit:
@@ -68,8 +70,6 @@ Policy = Mapping[str, float] | Sequence[float]
 
 def policy_ratios(groups: Sequence[ChannelGroup], policy: Policy) -> list[float]:
     """Keep ratios in group order from a {group name: ratio} mapping (missing groups keep all) or a sequence."""
-    from autoprune.errors import UserError
-
     if isinstance(policy, Mapping):
         names = {g.name for g in groups}
         unknown = sorted(set(policy) - names)
