@@ -22,6 +22,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     payload = {"state_dict": model.state_dict(), "meta": meta}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a checkpoint gets the usual mode
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
