@@ -112,12 +112,13 @@ def _check_run_dir(out: str | None, resume: bool) -> Path | None:
 def execute_search(prepared: PreparedSearch,
                    on_result: Callable[[Result, Result | None, bool], None] | None = None) -> SearchReport:
     """Run the prepared search, writing the store as it goes, then the best model and its report."""
-    store_path = (prepared.run_dir / STORE_NAME) if prepared.run_dir else Path(tempfile.mkdtemp()) / STORE_NAME
-    store_path.parent.mkdir(parents=True, exist_ok=True)
-    store = TrialStore(store_path)
-    store.set_run_config(prepared.run_settings)
-    outcome = run_search(prepared.searcher, prepared.evaluator, store, prepared.config.evals, on_result=on_result)
-    store.close()
+    with tempfile.TemporaryDirectory() as scratch:  # the store lives in the run directory, or here if none
+        store_dir = prepared.run_dir or Path(scratch)
+        store_dir.mkdir(parents=True, exist_ok=True)
+        store = TrialStore(store_dir / STORE_NAME)
+        store.set_run_config(prepared.run_settings)
+        outcome = run_search(prepared.searcher, prepared.evaluator, store, prepared.config.evals, on_result=on_result)
+        store.close()
     if outcome.best is None:
         raise UserError("no evaluated policy met the budget; loosen the budget or raise --evals")
     return finish_search(prepared, outcome.best)

@@ -14,7 +14,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Search-based automated pruning for PyTorch CNNs.")
 
 
-
 @app.callback()
 def _root() -> None:
     """Search-based automated pruning for PyTorch CNNs."""
