@@ -89,11 +89,18 @@ def analyse(
     was_training = model.training
     model.eval()  # trace without touching BatchNorm statistics
     try:
+        return _analyse_in_eval_mode(model, example_input, criterion, round_to, ignored_layers)
+    finally:
+        model.train(was_training)
+
+
+def _analyse_in_eval_mode(model: nn.Module, example_input: torch.Tensor, criterion: str, round_to: int,
+                          ignored_layers: Sequence[nn.Module]) -> Analysis:
+    try:
         graph = tp.DependencyGraph().build_dependency(
             model, example_inputs=example_input, ignored_layers=list(ignored_layers), verbose=False
         )
     except Exception as exc:
-        model.train(was_training)
         raise UserError(
             f"cannot prune {type(model).__name__}: Torch-Pruning's dependency graph fails on it "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); it is refused rather than pruned wrongly "
@@ -123,7 +130,6 @@ def analyse(
     _refuse_broken_groups(analysis, reference)
     for i, group in enumerate(analysis.groups):
         group.index = i
-    model.train(was_training)
     return analysis
 
 
