@@ -27,8 +27,8 @@ from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
 from autoprune.evaluation.evaluator import Metric, Reward
 from autoprune.models import example_input, load_model
-from autoprune.search import SearchSpace, TrialStore, make_searcher, run_search
-from autoprune.search.searchers import Searcher
+from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.searchers.algorithms import Searcher
 from autoprune.training import accuracy
 
 STORE_NAME = "store.sqlite"

@@ -11,7 +11,7 @@ from autoprune.engine import analyse
 from autoprune.env import OBSERVATION_FIELDS, CompressionEnv
 from autoprune.evaluation import Evaluator
 from autoprune.models import example_input
-from autoprune.search import SearchSpace
+from autoprune.searchers import SearchSpace
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from autoprune.engine import analyse, count_cost
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator
 from autoprune.models import example_input
-from autoprune.search import SEARCHERS, SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.searchers import SEARCHERS, SearchSpace, TrialStore, make_searcher, run_search
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from torch import nn
 
 from autoprune.engine import count_cost
 from autoprune.evaluation import Result
-from autoprune.search.space import SearchSpace
+from autoprune.searchers.space import SearchSpace
 
 OBSERVATION_FIELDS = (
     "index", "type", "in_channels", "out_channels", "stride", "kernel", "params", "macs",

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autoprune.evaluation import Evaluator, Result, policy_hash
-from autoprune.search.searchers import Searcher
-from autoprune.search.store import TrialStore
+from autoprune.searchers.algorithms import Searcher
+from autoprune.searchers.store import TrialStore
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Trial store: every finished evaluation in SQLite, committed the moment it finishes, keyed by policy hash.
 
 A search killed at any point loses no finished evaluation; a resumed one reads them back instead of
-re-evaluating (see autoprune.search.loop). Written with the standard library's sqlite3.
+re-evaluating (see autoprune.searchers.loop). Written with the standard library's sqlite3.
 """
 
 from __future__ import annotations

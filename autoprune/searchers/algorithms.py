@@ -1,5 +1,5 @@
 """Searchers behind one ask/tell interface. Each is deterministic given its seed and what it is told, so a
-resumed search can replay it from the store (see autoprune.search.loop)."""
+resumed search can replay it from the store (see autoprune.searchers.loop)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from autoprune.errors import UserError
 from autoprune.evaluation import Result
-from autoprune.search.space import SearchSpace
+from autoprune.searchers.space import SearchSpace
 
 
 class Searcher(ABC):
