@@ -13,7 +13,7 @@ from autoprune.engine import analyse, count_cost
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator
 from autoprune.models import example_input
-from autoprune.searchers import SEARCHERS, SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.searchers import AGENTS, SearchSpace, TrialStore, make_searcher, run_search
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ class Counting:
         return self.evaluator(policy)
 
 
-@pytest.mark.parametrize("name", list(SEARCHERS))
+@pytest.mark.parametrize("name", list(AGENTS))
 def test_every_searcher_proposes_feasible_policies_on_the_budget(setup, name: str) -> None:
     space, _ = setup
     searcher = make_searcher(name, space, seed=3)
@@ -56,8 +56,10 @@ def test_seeds_make_searches_reproducible(setup) -> None:
     assert a == b and a != c
     with pytest.raises(UserError, match="unknown agent"):
         make_searcher("ppo", space)
-    with pytest.raises(UserError, match="bad setting"):
+    with pytest.raises(UserError, match="agent anneal: temperature: Extra inputs"):
         make_searcher("anneal", space, temperature=3)
+    with pytest.raises(UserError, match="agent ga: population"):
+        make_searcher("ga", space, population="many")
 
 
 def test_anneal_beats_or_matches_uniform(setup, tmp_path: Path) -> None:
@@ -69,23 +71,32 @@ def test_anneal_beats_or_matches_uniform(setup, tmp_path: Path) -> None:
     assert anneal.best.reward >= uniform.best.reward
 
 
-def test_resume_replays_without_losing_or_repeating_evaluations(setup, tmp_path: Path) -> None:
+# Small settings so that every searcher learns within a handful of evaluations (DDPG trains after 2 episodes).
+QUICK = {"ga": {"population": 4, "elite": 1}, "tpe": {"startup_trials": 3}, "ddpg": {"warmup_episodes": 2}}
+
+
+@pytest.mark.parametrize("name", ["anneal", "ga", "tpe", "ddpg"])
+def test_resume_replays_without_losing_or_repeating_evaluations(setup, tmp_path: Path, name: str) -> None:
     space, evaluator = setup
-    full = run_search(make_searcher("anneal", space, seed=7), evaluator, TrialStore(tmp_path / "full.sqlite"), 8)
+    settings = QUICK.get(name, {})
+    full_store = TrialStore(tmp_path / "full.sqlite")
+    full = run_search(make_searcher(name, space, seed=7, **settings), evaluator, full_store, 9, batch_size=2)
 
     counting = Counting(evaluator)
     path = tmp_path / "resumed.sqlite"
     first = TrialStore(path)
-    run_search(make_searcher("anneal", space, seed=7), counting, first, evals=5)  # "interrupted" after 5
+    run_search(make_searcher(name, space, seed=7, **settings), counting, first, evals=5, batch_size=2)  # "killed"
     first.close()
     stored = len(TrialStore(path))
     counting.calls = 0
     resumed_store = TrialStore(path)
-    resumed = run_search(make_searcher("anneal", space, seed=7), counting, resumed_store, evals=8)
+    resumed = run_search(make_searcher(name, space, seed=7, **settings), counting, resumed_store, evals=9,
+                         batch_size=2)
     assert counting.calls == len(resumed_store) - stored  # only new policies were evaluated
+    assert [r.policy for r in resumed_store.results()] == [r.policy for r in full_store.results()]
     assert resumed.best.policy == full.best.policy
     hashes = [h for (h,) in sqlite3.connect(path).execute("SELECT policy_hash FROM evaluations")]
-    assert len(hashes) == len(set(hashes)) == len(TrialStore(tmp_path / "full.sqlite"))
+    assert len(hashes) == len(set(hashes)) == len(full_store)
 
 
 def test_store_round_trip_and_corrupt_file(setup, tmp_path: Path) -> None:

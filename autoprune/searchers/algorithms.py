@@ -1,40 +1,17 @@
-"""Searchers behind one ask/tell interface. Each is deterministic given its seed and what it is told, so a
-resumed search can replay it from the store (see autoprune.searchers.loop)."""
+"""The simple searchers: uniform (the baseline), random and simulated annealing."""
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from autoprune.errors import UserError
 from autoprune.evaluation import Result
+from autoprune.searchers.base import Searcher
 from autoprune.searchers.space import SearchSpace
-
-
-class Searcher(ABC):
-    """Proposes policies (`ask`) and learns from their results (`tell`)."""
-
-    name = "searcher"
-
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
-        self.space = space
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.done = False  # True when the searcher has nothing left to propose
-
-    @abstractmethod
-    def ask(self, n: int) -> list[list[float]]:
-        """Up to `n` feasible policies to evaluate next (fewer, or none, once `done`)."""
-
-    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:  # noqa: B027
-        """Results of the policies last asked for, in the same order."""
-
-    def state_dict(self) -> dict:
-        """What a checkpoint of this searcher needs beyond its seed (replay makes most need nothing)."""
-        return {}
 
 
 class UniformSearcher(Searcher):
@@ -65,15 +42,23 @@ class AnnealSearcher(Searcher):
 
     name = "anneal"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, start_temperature: float = 0.05, cooling: float = 0.97,
-                 step: float = 0.15, min_step: float = 0.02) -> None:
-        super().__init__(space, seed)
-        if not (start_temperature > 0 and 0 < cooling < 1 and 0 < min_step <= step):
-            raise UserError("anneal needs start_temperature > 0, 0 < cooling < 1 and 0 < min_step <= step")
-        self.temperature = start_temperature
-        self.cooling = cooling
-        self.step = step
-        self.min_step = min_step
+    class Settings(BaseModel):
+        """Simulated annealing's hyper-parameters (documented in agents/anneal.yaml)."""
+
+        model_config = ConfigDict(extra="forbid")
+        start_temperature: float = Field(0.05, gt=0)
+        cooling: float = Field(0.97, gt=0, lt=1)
+        step: float = Field(0.15, gt=0)
+        min_step: float = Field(0.02, gt=0)
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
+        super().__init__(space, seed, **settings)
+        if self.settings.min_step > self.settings.step:
+            raise UserError("agent anneal: min_step must not exceed step")
+        self.temperature = self.settings.start_temperature
+        self.cooling = self.settings.cooling
+        self.step = self.settings.step
+        self.min_step = self.settings.min_step
         self.current: list[float] | None = None
         self.current_reward = -math.inf
 
@@ -100,14 +85,3 @@ class AnnealSearcher(Searcher):
         self.step = max(self.min_step, self.step * self.cooling)
 
 
-SEARCHERS: dict[str, type[Searcher]] = {s.name: s for s in (UniformSearcher, RandomSearcher, AnnealSearcher)}
-
-
-def make_searcher(name: str, space: SearchSpace, seed: int = 0, **config) -> Searcher:
-    """A searcher by name with its hyper-parameters."""
-    if name not in SEARCHERS:
-        raise UserError(f"unknown agent {name!r}; use one of {', '.join(SEARCHERS)}")
-    try:
-        return SEARCHERS[name](space, seed, **config)
-    except TypeError as exc:
-        raise UserError(f"bad setting for agent {name!r}: {exc}") from None
