@@ -3,13 +3,15 @@
 One episode walks the prunable channel groups in network order. At each step the agent sees a normalised
 embedding of the group and picks its pruning ratio; the ratio is clipped by the budget "wall" (the most the
 group may keep while every later group can still shrink to its least), so every finished episode meets the
-budget. The reward, given at the last step, is the evaluator's reward for the whole policy.
+budget. The reward, given at the last step, is the evaluator's reward for the whole policy. Without an evaluator
+the episode ends with reward 0 and the policy in `info["policy"]`, for agents that evaluate in batches (the
+DDPG searcher asks for whole episodes and learns their rewards when told).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +19,9 @@ from torch import nn
 
 from autoprune.engine import count_cost
 from autoprune.evaluation import Result
-from autoprune.searchers.space import SearchSpace
+
+if TYPE_CHECKING:  # the searchers import this env (DDPG), so import the space for type hints only
+    from autoprune.searchers.space import SearchSpace
 
 OBSERVATION_FIELDS = (
     "index", "type", "in_channels", "out_channels", "stride", "kernel", "params", "macs",
@@ -30,7 +34,7 @@ class CompressionEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, space: SearchSpace, evaluate: Callable[[list[float]], Result]) -> None:
+    def __init__(self, space: SearchSpace, evaluate: Callable[[list[float]], Result] | None = None) -> None:
         super().__init__()
         self.space = space
         self.evaluate = evaluate
@@ -94,7 +98,10 @@ class CompressionEnv(gym.Env):
         info: dict[str, Any] = {"keep": self._keeps[-1], "requested_keep": 1.0 - ratio}
         if len(self._keeps) < self.space.size:
             return self._observation(), 0.0, False, False, info
-        self.last_result = self.evaluate(list(self._keeps))
-        info["result"] = self.last_result
+        info["policy"] = list(self._keeps)
+        reward = 0.0
+        if self.evaluate is not None:
+            self.last_result = self.evaluate(list(self._keeps))
+            info["result"], reward = self.last_result, float(self.last_result.reward)
         final = np.concatenate([self._static[-1], [1.0 - self.space.costs.fraction(self._keeps), 0.0, ratio]])
-        return np.clip(final, 0, 1).astype(np.float32), float(self.last_result.reward), True, False, info
+        return np.clip(final, 0, 1).astype(np.float32), reward, True, False, info

@@ -1,0 +1,140 @@
+"""AMC's DDPG agent (He et al. 2018) through CompressionEnv, on stable-baselines3's DDPG.
+
+AMC's recipe: warm-up episodes with random actions, then the actor's action plus truncated-normal noise whose
+sigma decays per episode; the episode's reward is shared by every step; discount 1; a moving-average reward
+baseline; one gradient step per layer after each episode. DDPG rather than TD3: it is AMC's agent, and with a
+few hundred episodes TD3's delayed, twin-critic updates only slow learning down.
+
+stable-baselines3 owns the networks, the replay buffer and the update; we drive the episodes ourselves so that
+they fit ask/tell: `ask(n)` rolls out n episodes with the current actor (the env's clipping keeps each within
+the budget), `tell` stores their transitions with the rewards and trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import truncnorm
+from stable_baselines3 import DDPG
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import configure
+
+from autoprune.env import CompressionEnv
+from autoprune.evaluation import Result
+from autoprune.searchers.base import PrivateRandomState, Searcher
+from autoprune.searchers.space import SearchSpace
+
+
+class BaselineReplayBuffer(ReplayBuffer):
+    """A replay buffer that hands out rewards minus a moving-average baseline (AMC's reward normalisation)."""
+
+    baseline = 0.0
+
+    def _get_samples(self, batch_inds, env=None):
+        samples = super()._get_samples(batch_inds, env)
+        return samples._replace(rewards=samples.rewards - self.baseline)
+
+
+class AmcDDPG(DDPG):
+    """stable-baselines3's DDPG with AMC's separate actor and critic learning rates (SB3 uses one for both)."""
+
+    def __init__(self, *args, actor_lr: float, critic_lr: float, **kwargs) -> None:
+        self.actor_lr, self.critic_lr = actor_lr, critic_lr
+        super().__init__(*args, learning_rate=critic_lr, **kwargs)
+
+    def _update_learning_rate(self, optimizers) -> None:
+        for group in self.actor.optimizer.param_groups:
+            group["lr"] = self.actor_lr
+        for group in self.critic.optimizer.param_groups:
+            group["lr"] = self.critic_lr
+
+
+class DDPGSearcher(Searcher):
+    """One episode of CompressionEnv per policy."""
+
+    name = "ddpg"
+
+    class Settings(BaseModel):
+        """AMC's hyper-parameters (documented in agents/ddpg.yaml)."""
+
+        model_config = ConfigDict(extra="forbid")
+        warmup_episodes: int = Field(50, ge=0)
+        noise_sigma: float = Field(0.5, gt=0)
+        noise_decay: float = Field(0.95, gt=0, le=1)
+        hidden: list[int] = Field(default_factory=lambda: [300, 300], min_length=1)
+        actor_lr: float = Field(1e-4, gt=0)
+        critic_lr: float = Field(1e-3, gt=0)
+        tau: float = Field(0.01, gt=0, le=1)
+        batch_size: int = Field(64, ge=1)
+        buffer_episodes: int = Field(100, ge=1)
+        discount: float = Field(1.0, ge=0, le=1)
+        baseline_alpha: float = Field(0.5, ge=0, lt=1)
+        fill_budget: bool = True
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
+        super().__init__(space, seed, **settings)
+        s = self.settings
+        self.env = CompressionEnv(space)
+        self._random = PrivateRandomState(seed)
+        with self._random.active():
+            self.agent = AmcDDPG(
+                "MlpPolicy", self.env, actor_lr=s.actor_lr, critic_lr=s.critic_lr,
+                buffer_size=s.buffer_episodes * space.size, learning_starts=0, batch_size=s.batch_size, tau=s.tau,
+                gamma=s.discount, replay_buffer_class=BaselineReplayBuffer, policy_kwargs={"net_arch": list(s.hidden)},
+                seed=seed, device="cpu",
+            )
+            self.agent.set_logger(configure(None, [""]))
+        self.episodes = 0  # episodes rolled out so far
+        self._rewards_seen = 0
+        self._asked: list[list[tuple]] = []  # transitions of episodes asked for, not yet told
+
+    def _ratio(self, observation: np.ndarray) -> float:
+        """Warm-up: a random pruning ratio. Then the actor's, with truncated-normal noise decaying per episode."""
+        high = self.env.max_ratio
+        if self.episodes < self.settings.warmup_episodes:
+            return float(self.rng.uniform(0.0, high))
+        mean = float(self.agent.predict(observation, deterministic=True)[0][0])
+        sigma = self.settings.noise_sigma * self.settings.noise_decay ** (self.episodes - self.settings.warmup_episodes)
+        a, b = (0.0 - mean) / sigma, (high - mean) / sigma
+        return float(np.clip(truncnorm.rvs(a, b, loc=mean, scale=sigma, random_state=self.rng), 0.0, high))
+
+    def _episode(self) -> tuple[list[float], list[tuple]]:
+        observation, _ = self.env.reset()
+        transitions, done, info = [], False, {}
+        while not done:
+            ratio = self._ratio(observation)
+            following, _, done, _, info = self.env.step(np.array([ratio], dtype=np.float32))
+            executed = 1.0 - info["keep"]  # what the wall let through is what shaped the outcome
+            transitions.append((observation, following, executed, done))
+            observation = following
+        self.episodes += 1
+        policy = info["policy"]
+        return (self.space.project(policy) if self.settings.fill_budget else policy), transitions
+
+    def ask(self, n: int) -> list[list[float]]:
+        policies = []
+        with self._random.active():
+            for _ in range(n):
+                policy, transitions = self._episode()
+                policies.append(policy)
+                self._asked.append(transitions)
+        return policies
+
+    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
+        told, self._asked = self._asked[: len(results)], self._asked[len(results):]
+        buffer: BaselineReplayBuffer = self.agent.replay_buffer
+        with self._random.active():
+            for transitions, result in zip(told, results, strict=True):
+                reward = float(result.reward)
+                alpha = self.settings.baseline_alpha if self._rewards_seen else 0.0
+                buffer.baseline = alpha * buffer.baseline + (1 - alpha) * reward
+                self._rewards_seen += 1
+                for observation, following, executed, done in transitions:
+                    action = self.agent.policy.scale_action(np.array([[executed]], dtype=np.float32))
+                    buffer.add(observation[None], following[None], action, np.array([reward]), np.array([done]),
+                               [{}])
+            if self.episodes > self.settings.warmup_episodes:
+                steps = sum(len(t) for t in told)
+                self.agent.train(gradient_steps=steps, batch_size=self.settings.batch_size)

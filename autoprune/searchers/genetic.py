@@ -1,0 +1,107 @@
+"""Genetic algorithm over feasible policies, with DEAP's operators: tournament selection, simulated-binary or
+blend crossover, Gaussian mutation, elitism. Children are repaired onto the budget (clipped to the group bounds,
+then projected onto the budget's boundary) before they are evaluated; the repaired genome is kept (Lamarckian)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from deap import base, creator, tools
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoprune.errors import UserError
+from autoprune.evaluation import Result
+from autoprune.searchers.base import PrivateRandomState, Searcher
+from autoprune.searchers.space import SearchSpace
+
+with warnings.catch_warnings():  # DEAP warns when a class is created twice (module reloads in tests)
+    warnings.simplefilter("ignore", RuntimeWarning)
+    creator.create("AutopruneFitness", base.Fitness, weights=(1.0,))
+    creator.create("AutopruneIndividual", list, fitness=creator.AutopruneFitness)
+
+
+class GeneticSearcher(Searcher):
+    """A generational GA; `ask` hands out the current generation's unevaluated individuals."""
+
+    name = "ga"
+
+    class Settings(BaseModel):
+        """The GA's hyper-parameters (documented in agents/ga.yaml)."""
+
+        model_config = ConfigDict(extra="forbid")
+        population: int = Field(20, ge=2)
+        elite: int = Field(2, ge=0)
+        tournament: int = Field(3, ge=1)
+        crossover: Literal["sbx", "blend"] = "sbx"
+        crossover_prob: float = Field(0.9, ge=0, le=1)
+        sbx_eta: float = Field(15.0, gt=0)
+        blend_alpha: float = Field(0.3, ge=0)
+        mutation_prob: float = Field(0.5, ge=0, le=1)
+        mutation_sigma: float = Field(0.08, gt=0)
+        gene_mutation_prob: float = Field(0.3, ge=0, le=1)
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
+        super().__init__(space, seed, **settings)
+        s = self.settings
+        if s.elite >= s.population:
+            raise UserError("agent ga: elite must be smaller than population")
+        self._random = PrivateRandomState(seed)
+        low, up = space.lower.tolist(), space.upper.tolist()
+        self.toolbox = base.Toolbox()
+        if s.crossover == "sbx":
+            self.toolbox.register("mate", tools.cxSimulatedBinaryBounded, eta=s.sbx_eta, low=low, up=up)
+        else:
+            self.toolbox.register("mate", tools.cxBlend, alpha=s.blend_alpha)
+        self.toolbox.register("mutate", tools.mutGaussian, mu=0.0, sigma=s.mutation_sigma, indpb=s.gene_mutation_prob)
+        self.toolbox.register("select", tools.selTournament, tournsize=s.tournament)
+        self.generation = -1
+        self.population: list = []  # the generation being evaluated (elites carry their fitness over)
+        self._pending: list = []  # its individuals not yet asked for
+        self._asked: list = []  # asked for, not yet told
+
+    def _individual(self, policy: Sequence[float]):
+        return creator.AutopruneIndividual(self.space.project(policy))
+
+    def _next_generation(self) -> None:
+        """Breed the next generation from the evaluated one (or draw the first: uniform plus random policies)."""
+        self.generation += 1
+        s, space = self.settings, self.space
+        with self._random.active():
+            if self.generation == 0:
+                first = [space.uniform(1.0)] + [self.rng.uniform(space.lower, space.upper)
+                                                for _ in range(s.population - 1)]
+                self.population = [self._individual(p) for p in first]
+            else:
+                parents = self.population
+                elites = [self.toolbox.clone(i) for i in tools.selBest(parents, s.elite)]
+                children = [self.toolbox.clone(i) for i in self.toolbox.select(parents, s.population - s.elite)]
+                for a, b in zip(children[::2], children[1::2], strict=False):
+                    if np.random.random() < s.crossover_prob:
+                        self.toolbox.mate(a, b)
+                        del a.fitness.values, b.fitness.values
+                for child in children:
+                    if np.random.random() < s.mutation_prob:
+                        self.toolbox.mutate(child)
+                        del child.fitness.values
+                for child in children:
+                    if not child.fitness.valid:  # repair: onto the bounds and the budget's boundary
+                        child[:] = space.project(np.clip(child, space.lower, space.upper))
+                self.population = elites + children
+        self._pending = [i for i in self.population if not i.fitness.valid]
+
+    def ask(self, n: int) -> list[list[float]]:
+        for _ in range(100):  # a generation of unchanged copies needs no evaluation: breed again
+            if self._pending or self._asked:
+                break
+            self._next_generation()
+        batch, self._pending = self._pending[:n], self._pending[n:]
+        self._asked.extend(batch)
+        return [list(i) for i in batch]
+
+    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
+        told, self._asked = self._asked[: len(results)], self._asked[len(results):]
+        for individual, result in zip(told, results, strict=True):
+            individual.fitness.values = (result.reward,)

@@ -1,0 +1,60 @@
+"""TPE with Optuna's sampler over per-group keep ratios. Each suggestion is repaired onto the budget (projected
+onto its boundary) before evaluation; the study learns the reward of what it suggested, and the repair is a
+fixed map, so the model it fits stays consistent. Batches use Optuna's ask interface with the constant liar."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoprune.evaluation import Result
+from autoprune.searchers.base import Searcher
+from autoprune.searchers.space import SearchSpace
+
+
+class TPESearcher(Searcher):
+    """Optuna's TPESampler (multivariate by default), seeded; one trial per policy."""
+
+    name = "tpe"
+
+    class Settings(BaseModel):
+        """TPE's hyper-parameters (documented in agents/tpe.yaml)."""
+
+        model_config = ConfigDict(extra="forbid")
+        startup_trials: int = Field(20, ge=1)
+        ei_candidates: int = Field(24, ge=1)
+        multivariate: bool = True
+        constant_liar: bool = True
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
+        super().__init__(space, seed, **settings)
+        s = self.settings
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with warnings.catch_warnings():  # multivariate and constant_liar are flagged experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials,
+                                                 n_ei_candidates=s.ei_candidates, multivariate=s.multivariate,
+                                                 constant_liar=s.constant_liar)
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self._names = [group.name for group in space.analysis.groups]
+        self._asked: list[optuna.Trial] = []
+
+    def ask(self, n: int) -> list[list[float]]:
+        policies = []
+        for _ in range(n):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                trial = self.study.ask()
+                raw = [trial.suggest_float(name, float(lo), float(hi))
+                       for name, lo, hi in zip(self._names, self.space.lower, self.space.upper, strict=True)]
+            self._asked.append(trial)
+            policies.append(self.space.project(raw))
+        return policies
+
+    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
+        told, self._asked = self._asked[: len(results)], self._asked[len(results):]
+        for trial, result in zip(told, results, strict=True):
+            self.study.tell(trial, result.reward)
