@@ -1,6 +1,10 @@
 """Evaluator: policy -> Result. Builds the slim model, recalibrates BatchNorm, optionally fine-tunes a few steps,
 scores it on the held-out split and turns the result into a reward.
 
+Multi-fidelity: with `screen_images` set, a caller may pass a `screen_threshold`; the candidate is then scored on
+that many held-out images first and on the whole split only if the screening score reaches the threshold
+(autoprune.searchers.screening decides the threshold).
+
 Batches are materialised once at construction, so an evaluation spends its time in forward passes.
 """
 
@@ -53,6 +57,7 @@ class Evaluator:
         batch_size: int = 250,
         finetune_lr: float = 0.01,
         seed: int = 0,
+        screen_images: int = 0,
     ) -> None:
         self.analysis = analysis
         self.budget = budget
@@ -65,6 +70,7 @@ class Evaluator:
         dense = count_cost(analysis.model, x)
         self.dense_macs, self.dense_params = dense.macs, dense.params
         self.heldout = list(data.loader("heldout", batch_size=batch_size, limit=heldout_images))
+        self.screen = self.heldout[: math.ceil(screen_images / batch_size)] if screen_images else []
         train_steps = max(recalibration_batches, finetune_steps)
         train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=seed)
         self.train_batches = [b for _, b in zip(range(train_steps), train, strict=False)]
@@ -80,19 +86,26 @@ class Evaluator:
             self._finetune(slim)
         return slim.eval()
 
-    def __call__(self, policy: Policy) -> Result:
+    def __call__(self, policy: Policy, screen_threshold: float | None = None) -> Result:
+        """Evaluate one policy; with a `screen_threshold` (and screening set up), stop after the screening slice
+        if its score falls below the threshold."""
         start = time.perf_counter()
         ratios = policy_ratios(self.analysis.groups, policy)
         slim = self.build(ratios)
         cost = count_cost(slim, self.example_input)
         latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
-        score = _call_user(self.metric, "metric", slim, self.heldout)
+        screen_score = None
+        if screen_threshold is not None and self.screen:
+            screen_score = _call_user(self.metric, "metric", slim, self.screen)
+        complete = screen_score is None or screen_score >= screen_threshold
+        score = _call_user(self.metric, "metric", slim, self.heldout) if complete else screen_score
         flops_ratio, params_ratio = cost.macs / self.dense_macs, cost.params / self.dense_params
         result = Result(
             policy=[float(r) for r in ratios], policy_hash=policy_hash(ratios),
             kept_channels=self.analysis.kept_channels(ratios), macs=cost.macs, flops=cost.flops, params=cost.params,
             flops_ratio=flops_ratio, params_ratio=params_ratio, latency=latency, score=score, reward=math.nan,
-            feasible=self.budget.satisfied(flops_ratio, params_ratio, latency), wall_time=0.0,
+            feasible=self.budget.satisfied(flops_ratio, params_ratio, latency), wall_time=0.0, complete=complete,
+            screen_score=screen_score,
         )
         result.reward = _call_user(self.reward, "reward", result)
         result.wall_time = time.perf_counter() - start

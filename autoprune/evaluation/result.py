@@ -32,6 +32,8 @@ class Result:
     reward: float
     feasible: bool
     wall_time: float
+    complete: bool = True  # scored on the whole held-out split (False: stopped after screening)
+    screen_score: float | None = None  # score on the screening slice, when multi-fidelity screening ran
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autoprune.evaluation import Evaluator, Result, policy_hash
-from autoprune.searchers.algorithms import Searcher
+from autoprune.searchers.base import Searcher
+from autoprune.searchers.screening import Screening
 from autoprune.searchers.store import TrialStore
 
 
@@ -30,10 +31,13 @@ def run_search(
     evals: int,
     batch_size: int = 1,
     on_result: Callable[[Result, Result | None, bool], None] | None = None,
+    screening: Screening | None = None,
 ) -> SearchOutcome:
     """Run until `evals` policies have been answered or the searcher is done.
 
-    `on_result(result, best_so_far, from_store)` is called after each answer (for progress display).
+    `on_result(result, best_so_far, from_store)` is called after each answer (for progress display). With
+    `screening`, candidates are scored on the evaluator's screening slice first (multi-fidelity); only fully
+    scored results can become the best.
     """
     answered = evaluated = 0
     best: Result | None = None
@@ -44,11 +48,18 @@ def run_search(
         results = []
         for policy in policies:
             cached = store.get(policy_hash(policy))
-            result = cached if cached is not None else evaluator(policy)
+            if cached is not None:
+                result = cached
+            elif screening is not None:
+                result = evaluator(policy, screen_threshold=screening.threshold())
+            else:
+                result = evaluator(policy)
+            if screening is not None:
+                screening.record(result)
             if cached is None:
                 store.add(result, searcher.name, searcher.seed)
                 evaluated += 1
-            if result.feasible and (best is None or result.reward > best.reward):
+            if result.feasible and result.complete and (best is None or result.reward > best.reward):
                 best = result
             results.append(result)
             answered += 1

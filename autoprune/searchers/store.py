@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
     searcher TEXT NOT NULL,
     seed INTEGER NOT NULL,
     finished_at REAL NOT NULL,
-    result TEXT NOT NULL
+    result TEXT NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -70,11 +71,11 @@ class TrialStore:
         with self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO evaluations (policy_hash, policy, score, reward, macs, params, flops_ratio, "
-                "params_ratio, feasible, wall_time, searcher, seed, finished_at, result) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "params_ratio, feasible, wall_time, searcher, seed, finished_at, result, complete) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (result.policy_hash, json.dumps(result.policy), result.score, result.reward, result.macs,
                  result.params, result.flops_ratio, result.params_ratio, int(result.feasible), result.wall_time,
-                 searcher, seed, time.time(), json.dumps(result.to_dict())),
+                 searcher, seed, time.time(), json.dumps(result.to_dict()), int(result.complete)),
             )
 
     def results(self) -> list[Result]:
@@ -85,7 +86,8 @@ class TrialStore:
         return self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
 
     def best(self) -> Result | None:
-        """The feasible evaluation with the highest reward (earliest on ties)."""
-        row = self._db.execute("SELECT result FROM evaluations WHERE feasible = 1 ORDER BY reward DESC, seq ASC "
+        """The feasible, fully scored evaluation with the highest reward (earliest on ties)."""
+        row = self._db.execute("SELECT result FROM evaluations WHERE feasible = 1 AND complete = 1 "
+                               "ORDER BY reward DESC, seq ASC "
                                "LIMIT 1").fetchone()
         return Result(**json.loads(row[0])) if row else None
