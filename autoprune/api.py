@@ -28,7 +28,9 @@ from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accu
 from autoprune.evaluation.evaluator import Metric, Reward
 from autoprune.models import example_input, load_model
 from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
-from autoprune.searchers.algorithms import Searcher
+from autoprune.searchers.base import Searcher
+from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
+from autoprune.searchers.screening import Screening
 from autoprune.training import accuracy
 
 STORE_NAME = "store.sqlite"
@@ -79,11 +81,14 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     searcher = make_searcher(config.agent, space, config.seed, **agent_config)
     evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward,
                           heldout_images=config.heldout_images, recalibration_batches=config.recalibration_batches,
-                          finetune_steps=config.finetune_steps, seed=config.seed)
+                          finetune_steps=config.finetune_steps, seed=config.seed,
+                          screen_images=config.screen_images)
     settings = {"model": config.model, "weights": config.weights, "data": bundle.name, "budget": str(budget),
                 "agent": config.agent, "agent_config": agent_config, "space": space_config.model_dump(),
                 "seed": config.seed, "heldout_images": config.heldout_images,
-                "recalibration_batches": config.recalibration_batches, "finetune_steps": config.finetune_steps}
+                "recalibration_batches": config.recalibration_batches, "finetune_steps": config.finetune_steps,
+                "screen_images": config.screen_images, "screen_eta": config.screen_eta,
+                "screen_warmup": config.screen_warmup}
     if run_dir is not None and resume:
         stored = TrialStore(run_dir / STORE_NAME).run_config()
         changed = sorted(k for k in settings if k in stored and stored[k] != settings[k])
@@ -117,7 +122,13 @@ def execute_search(prepared: PreparedSearch,
         store_dir.mkdir(parents=True, exist_ok=True)
         store = TrialStore(store_dir / STORE_NAME)
         store.set_run_config(prepared.run_settings)
-        outcome = run_search(prepared.searcher, prepared.evaluator, store, prepared.config.evals, on_result=on_result)
+        config = prepared.config
+        screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
+        outcome = run_search(prepared.searcher, prepared.evaluator, store, config.evals, on_result=on_result,
+                             screening=screening)
+        if prepared.run_dir is not None:
+            export_study(store.results(), [g.name for g in prepared.analysis.groups],
+                         prepared.run_dir / OPTUNA_NAME, study_name=prepared.run_dir.name)
         store.close()
     if outcome.best is None:
         raise UserError("no evaluated policy met the budget; loosen the budget or raise --evals")

@@ -160,7 +160,7 @@ def search(
     weights: WeightsOpt = None,
     data: Annotated[str | None, typer.Option(help="default fashion-mnist")] = None,
     data_dir: DataDirOpt = None,
-    agent: Annotated[str | None, typer.Option(help="uniform, random or anneal (default)")] = None,
+    agent: Annotated[str | None, typer.Option(help="uniform, random, anneal (default), ga, tpe or ddpg")] = None,
     space: Annotated[str | None, typer.Option(help="search_spaces/NAME.yaml or a path (default: default)")] = None,
     evals: Annotated[int | None, typer.Option(help="evaluations (default 100)")] = None,
     seed: Annotated[int | None, typer.Option(help="default 0")] = None,
@@ -169,6 +169,9 @@ def search(
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="experiment YAML; flags override it")] = None,
     finetune_steps: Annotated[int | None, typer.Option(help="SGD steps per candidate before scoring")] = None,
+    screen_images: Annotated[int | None, typer.Option(
+        help="multi-fidelity: score each candidate on this many held-out images first; only the best third "
+             "get the full split (0: off)")] = None,
 ) -> None:
     """Search a per-group pruning policy that meets the budget with the best held-out accuracy."""
     from autoprune.api import execute_search, prepare_search
@@ -176,7 +179,8 @@ def search(
 
     overrides = {"budget": budget, "model": model, "weights": str(weights) if weights else None, "data": data,
                  "data_dir": str(data_dir) if data_dir else None, "agent": agent, "space": space, "evals": evals,
-                 "seed": seed, "out": str(out) if out else None, "finetune_steps": finetune_steps}
+                 "seed": seed, "out": str(out) if out else None, "finetune_steps": finetune_steps,
+                 "screen_images": screen_images}
     settings = load_experiment(str(config) if config else None, overrides)
     if settings.out is None:
         settings.out = f"runs/{settings.model}-{settings.budget}-{settings.agent}-s{settings.seed}"

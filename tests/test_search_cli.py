@@ -131,3 +131,22 @@ def test_api_reward_returning_nan_stops_with_a_clear_error(trained_digits_resnet
         autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", evals=3, reward=nan_reward,
                          out=tmp_path / "nan")
     assert not (tmp_path / "nan" / "best.json").exists()
+
+
+@pytest.mark.parametrize("agent", ["ga", "tpe", "ddpg"])
+def test_every_agent_runs_and_resumes_from_the_command_line(digits_weights: Path, tmp_path: Path, agent: str) -> None:
+    import optuna
+
+    out = tmp_path / agent
+    first = subprocess.run([*search_args(digits_weights, out, evals=4), "--agent", agent], capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    more = subprocess.run([*search_args(digits_weights, out, evals=8), "--agent", agent, "--resume"],
+                          capture_output=True, text=True, timeout=600)
+    assert more.returncode == 0, more.stderr
+    hashes = [h for (h,) in sqlite3.connect(out / "store.sqlite").execute("SELECT policy_hash FROM evaluations")]
+    assert len(hashes) == len(set(hashes)) == 8
+    best = json.loads((out / "best.json").read_text())
+    assert best["agent"] == agent and best["slim"]["macs"] <= 0.5 * best["dense"]["macs"]
+    study = optuna.load_study(study_name=agent, storage=f"sqlite:///{out / 'optuna.db'}")  # optuna-dashboard's view
+    assert len(study.trials) == 8 and study.best_value == pytest.approx(best["result"]["reward"])
