@@ -92,8 +92,16 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
     corrupt.write_bytes(digits_weights.read_bytes()[:1000])
     evil = tmp_path / "evil.pt"
     evil.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x0c\x00\x00\x00touch /tmp/xq\x01\x85q\x02Rq\x03.")
+    bad_agent = tmp_path / "ga.yaml"
+    bad_agent.write_text("budget: 0.5flops\nagent: ga\nagent_config: {population: -1}\n")
+    started = tmp_path / "started"
+    started_run = subprocess.run(search_args(digits_weights, started, evals=1), capture_output=True, text=True,
+                                 timeout=600)
+    assert started_run.returncode == 0, started_run.stderr
     cases = [
         (["--budget", "0.25flop"], "malformed budget"),
+        (["--budget", "0.25"], "malformed budget"),
+        (["--budget", "-3ms"], "malformed budget"),
         (["--budget", "150%flops"], "(0, 1]"),
         (["--budget", "0.5flops,0.5flops"], "twice"),
         (["--budget", "0.5flops", "--weights", str(tmp_path / "none.pt")], "not found"),
@@ -109,15 +117,23 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
         (["--budget", "0.5flops", "--out", str(tmp_path / "fresh"), "--resume"], "nothing to resume"),
         (["--config", str(bad_yaml)], "evals"),
         (["--config", str(tmp_path / "missing.yaml")], "not found"),
+        (["--config", str(bad_agent)], "agent ga: population"),
+        (["--budget", "0.5flops", "--screen-images", "-5"], "screen_images"),
+        (["--budget", "0.5flops", "--seed", "4", "--out", str(started), "--resume"], "different settings (seed)"),
         ([], "no budget"),
     ]
+    assert len(cases) >= 20
+    workdir = tmp_path / "cwd"  # where a default run directory (runs/...) would appear
+    workdir.mkdir()
     for extra, fragment in cases:
         base = ["--data", "digits", "--weights", str(digits_weights)]
-        done = subprocess.run(cli("search", *base, *extra),
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(cli("search", *base, *extra), capture_output=True, text=True, timeout=600,
+                              cwd=workdir)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (extra, done.stderr)
-    assert not (tmp_path / "fresh").exists()
+    assert not (tmp_path / "fresh").exists() and not any(workdir.iterdir())  # nothing half-written
+    assert not Path("/tmp/xq").exists()  # the malicious pickle never ran
+    assert sorted(p.name for p in started.iterdir()) == ["best.json", "model.pt", "optuna.db", "store.sqlite"]
 
 
 def test_api_reward_returning_nan_stops_with_a_clear_error(trained_digits_resnet, digits, tmp_path: Path) -> None:
