@@ -43,14 +43,16 @@ def train(
     weight_decay: float = 5e-4,
     seed: int = 0,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    images: int | None = None,
 ) -> nn.Module:
     """Train in place with SGD (Nesterov), cosine-annealed learning rate and label smoothing 0.1.
 
-    `on_epoch(epoch, train_loss, heldout_accuracy)` is called after each epoch.
+    `on_epoch(epoch, train_loss, heldout_accuracy)` is called after each epoch. `images` limits each epoch to
+    the training split's first that many images (the split is already shuffled), for short fine-tunes.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    loader = data.loader("train", batch_size=batch_size, shuffle=True, seed=seed)
+    loader = data.loader("train", batch_size=batch_size, shuffle=True, seed=seed, limit=images)
     heldout = data.loader("heldout", batch_size=512)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     steps = max(1, epochs * len(loader))

@@ -1,0 +1,211 @@
+"""Searcher comparison (issue 4): every searcher at the same number of evaluations, on equal terms.
+
+Grid: ResNet-20 on Fashion-MNIST at 0.25 flops (3 seeds) and 0.5 flops (1 seed); the MobileNetV2-style net at
+0.25 flops (1 seed). Agents: uniform, random, anneal, ga, tpe, ddpg, each with its agents/*.yaml defaults, plus
+Torch-Pruning's own global magnitude pruning at the same MACs as a peer row. For each: best held-out score,
+test accuracy of the best policy before and after the same short fine-tune (same epochs for every row, uniform
+included), wall time and evaluations per minute; and a plot of best-score-so-far against evaluations.
+
+Each search runs through the public API with its own run directory (runs/compare/...), so an interrupted
+comparison resumes where it stopped (`--resume` semantics of the store) and finished rows are skipped.
+
+Run: python experiments/compare_searchers.py [--evals 200] [--finetune-epochs 1] [--only resnet20-0.25flops]
+Writes experiments/results/compare_searchers.{json,md}, compare_<model>_<budget>.png and per-run rows in
+experiments/results/compare_runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch_pruning as tp  # noqa: E402
+from torch import nn  # noqa: E402
+
+from autoprune.api import STORE_NAME, execute_search, prepare_search  # noqa: E402
+from autoprune.config import ExperimentConfig  # noqa: E402
+from autoprune.engine import count_cost  # noqa: E402
+from autoprune.evaluation import recalibrate_batchnorm  # noqa: E402
+from autoprune.searchers import TrialStore  # noqa: E402
+from autoprune.training import accuracy, train  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROWS = RESULTS / "compare_runs"
+AGENTS = ("uniform", "random", "anneal", "ga", "tpe", "ddpg")
+GRID = (("resnet20", "0.25flops", (0, 1, 2)), ("resnet20", "0.5flops", (0,)), ("mobilenetv2", "0.25flops", (0,)))
+FINETUNE_LR = 0.01
+FINETUNE_IMAGES = 10_000  # a short fine-tune: 79 SGD steps per epoch; a full epoch for 30 rows does not fit here
+
+
+def finetune_and_test(model: nn.Module, data, epochs: int, seed: int) -> float:
+    """The same short fine-tune for every row: `epochs` over the first FINETUNE_IMAGES training images, SGD at
+    lr 0.01 (cosine), then test accuracy."""
+    train(model, data, epochs=epochs, lr=FINETUNE_LR, seed=seed, images=FINETUNE_IMAGES)
+    return accuracy(model.eval(), data.loader("test", batch_size=500))
+
+
+def run_searcher(model: str, budget: str, agent: str, seed: int, evals: int, epochs: int) -> dict:
+    out = Path("runs/compare") / f"{model}-{budget}-{agent}-s{seed}"
+    config = ExperimentConfig(model=model, budget=budget, agent=agent, seed=seed, evals=evals, out=str(out))
+    resumed = (out / STORE_NAME).is_file()
+    prepared = prepare_search(config, resume=resumed)
+    start, last = time.perf_counter(), [time.perf_counter()]
+    report = execute_search(prepared, on_result=lambda *_: last.__setitem__(0, time.perf_counter()))
+    wall = last[0] - start  # the search loop only, not the final report's test-set passes
+    results = TrialStore(out / STORE_NAME).results()
+    curve, best = [], -np.inf
+    for result in results:
+        if result.feasible and result.complete:
+            best = max(best, result.score)
+        curve.append(round(float(best), 4))
+    slim = report.model
+    test_before = accuracy(slim.eval(), prepared.data.loader("test", batch_size=500))
+    start = time.perf_counter()
+    test_after = finetune_and_test(slim, prepared.data, epochs, seed)
+    return {"model": model, "budget": budget, "agent": agent, "seed": seed, "evaluations": len(results),
+            "best_heldout": round(report.best.score, 4), "flops_ratio": round(report.best.flops_ratio, 4),
+            "test_before_finetune": round(test_before, 4), "test_after_finetune": round(test_after, 4),
+            "finetune_epochs": epochs, "finetune_seconds": round(time.perf_counter() - start, 1),
+            "search_wall_seconds": round(wall, 1), "resumed": resumed,
+            "evals_per_minute": round(len(results) / (wall / 60), 1) if not resumed else None,
+            "best_so_far": curve}
+
+
+def torch_pruning_global(model: str, budget: str, seed: int, epochs: int) -> dict:
+    """Torch-Pruning's global magnitude (L1) pruning, its ratio bisected to the largest model within the MACs
+    budget, then the same BN recalibration, held-out scoring and fine-tune as the searchers' best policies."""
+    prepared = prepare_search(ExperimentConfig(model=model, budget=budget, agent="uniform", evals=1))
+    dense, evaluator, x = prepared.analysis.model, prepared.evaluator, prepared.analysis.example_input
+    limit = float(budget.removesuffix("flops")) * count_cost(dense, x).macs
+
+    def pruned(ratio: float) -> nn.Module:
+        net = copy.deepcopy(dense)
+        classifier = [m for m in net.modules() if isinstance(m, nn.Linear)][-1:]  # never pruned, as in ours
+        tp.pruner.MagnitudePruner(net, x, tp.importance.MagnitudeImportance(p=1), global_pruning=True,
+                                  pruning_ratio=ratio, max_pruning_ratio=0.95, ignored_layers=classifier).step()
+        return net
+
+    lo, hi = 0.0, 0.95
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if count_cost(pruned(mid), x).macs <= limit else (mid, hi)
+    net = pruned(hi).eval()
+    assert net(x).shape == dense(x).shape, "the classifier must keep its outputs"
+    recalibrate_batchnorm(net, (b for b, _ in evaluator.train_batches[: evaluator.recalibration_batches]))
+    net.eval()
+    test_before = accuracy(net, prepared.data.loader("test", batch_size=500))
+    heldout = accuracy(net, evaluator.heldout)
+    flops_ratio = count_cost(net, x).macs / count_cost(dense, x).macs
+    test_after = finetune_and_test(net, prepared.data, epochs, seed)
+    return {"model": model, "budget": budget, "agent": "torch-pruning global L1 (peer)", "seed": seed,
+            "evaluations": None, "best_heldout": round(heldout, 4), "flops_ratio": round(flops_ratio, 4),
+            "test_before_finetune": round(test_before, 4), "test_after_finetune": round(test_after, 4),
+            "finetune_epochs": epochs, "pruning_ratio": round(hi, 4), "search_wall_seconds": None,
+            "evals_per_minute": None, "best_so_far": []}
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def summarise(rows: list[dict], command: str) -> None:
+    """Aggregate per (model, budget, agent) over seeds; write the JSON, the markdown table and the plots."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["budget"], row["agent"]), []).append(row)
+    table = []
+    for (model, budget, agent), members in groups.items():
+        walls = [r["search_wall_seconds"] for r in members if r["search_wall_seconds"] is not None]
+        rates = [r["evals_per_minute"] for r in members if r.get("evals_per_minute")]
+        table.append({
+            "model": model, "budget": budget, "agent": agent, "seeds": sorted(r["seed"] for r in members),
+            "evaluations": members[0]["evaluations"],
+            "best_heldout": mean_std([r["best_heldout"] for r in members]),
+            "test_before_finetune": mean_std([r["test_before_finetune"] for r in members]),
+            "test_after_finetune": mean_std([r["test_after_finetune"] for r in members]),
+            "flops_ratio": round(statistics.mean(r["flops_ratio"] for r in members), 4),
+            "search_wall_seconds": round(statistics.mean(walls), 1) if walls else None,
+            "evals_per_minute": round(statistics.mean(rates), 1) if rates else None,
+        })
+    order = {a: i for i, a in enumerate(AGENTS)}
+    table.sort(key=lambda r: (r["model"], r["budget"], order.get(r["agent"], 99)))
+    (RESULTS / "compare_searchers.json").write_text(json.dumps({"command": command, "rows": table}, indent=2) + "\n")
+    lines = ["# Searcher comparison on Fashion-MNIST", "", f"Command: `{command}`", "",
+             "Best held-out score (2,000 held-out training images, BN recalibrated, no fine-tune) and test accuracy",
+             f"of the best policy before and after the same fine-tune ({FINETUNE_IMAGES:,} training images per",
+             "epoch, SGD lr 0.01 cosine); mean ± std over seeds. Uniform is",
+             "deterministic (one evaluation), its seeds differ only in the fine-tune.", "",
+             "| model | budget | agent | seeds | evals | best held-out | test before FT | test after FT | MACs | "
+             "search wall (s) | evals/min |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        lines.append(f"| {r['model']} | {r['budget']} | {r['agent']} | {len(r['seeds'])} | {r['evaluations'] or '—'} "
+                     f"| {r['best_heldout']} | {r['test_before_finetune']} | {r['test_after_finetune']} | "
+                     f"{r['flops_ratio']:.3f} | {r['search_wall_seconds'] or '—'} | {r['evals_per_minute'] or '—'} |")
+    (RESULTS / "compare_searchers.md").write_text("\n".join(lines) + "\n")
+    for model, budget in {(r["model"], r["budget"]) for r in rows}:
+        figure, axis = plt.subplots(figsize=(7, 4.5))
+        for agent in AGENTS:
+            curves = [r["best_so_far"] for r in rows if (r["model"], r["budget"], r["agent"]) == (model, budget, agent)]
+            if not curves:
+                continue
+            length = max(len(c) for c in curves)
+            padded = np.array([c + [c[-1]] * (length - len(c)) for c in curves])
+            steps = np.arange(1, length + 1)
+            axis.plot(steps, padded.mean(axis=0), label=f"{agent} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+            if len(curves) > 1:
+                axis.fill_between(steps, padded.min(axis=0), padded.max(axis=0), alpha=0.15)
+        axis.set_xlabel("evaluations")
+        axis.set_ylabel("best held-out accuracy so far")
+        axis.set_title(f"{model} on Fashion-MNIST at {budget}")
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
+        figure.tight_layout()
+        figure.savefig(RESULTS / f"compare_{model}_{budget}.png", dpi=110)
+        plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evals", type=int, default=200)
+    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--only", default=None, help="model-budget to run, e.g. resnet20-0.25flops")
+    parser.add_argument("--agents", default=",".join(AGENTS))
+    parser.add_argument("--max-seeds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    command = f"python experiments/compare_searchers.py --evals {args.evals} --finetune-epochs {args.finetune_epochs}"
+    ROWS.mkdir(parents=True, exist_ok=True)
+    agents = args.agents.split(",")
+    grid = [g for g in GRID if not args.only or args.only == f"{g[0]}-{g[1]}"]
+    jobs = [(model, budget, "peer", 0) for model, budget, _ in grid]
+    for seed in range(args.max_seeds):  # seed 0 of every setting first, so a cut-short run covers them all
+        jobs += [(model, budget, agent, seed) for model, budget, seeds in grid if seed in seeds for agent in agents]
+    for model, budget, agent, seed in jobs:
+        path = ROWS / f"{model}-{budget}-{agent}-s{seed}.json"
+        if path.is_file():
+            continue
+        print(f"running {path.stem}", flush=True)
+        row = (torch_pruning_global(model, budget, seed, args.finetune_epochs) if agent == "peer"
+               else run_searcher(model, budget, agent, seed, args.evals, args.finetune_epochs))
+        path.write_text(json.dumps(row) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if k != "best_so_far"}), flush=True)
+        summarise([json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))], command)
+
+
+if __name__ == "__main__":
+    main()
