@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import torch
+from results_table import write_results
 
 from autoprune.api import execute_search, prepare_search
 from autoprune.config import ExperimentConfig
 from autoprune.searchers import TrialStore
 from autoprune.training import accuracy
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run(agent: str, evals: int, screen_images: int) -> dict:
@@ -58,19 +57,15 @@ def main() -> None:
                f"--agents {args.agents}")
     for off, on in zip(rows[::2], rows[1::2], strict=True):
         on["time_saved"] = round(1 - on["seconds_per_evaluation"] / off["seconds_per_evaluation"], 3)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "screening_benchmark.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
-    lines = ["# Multi-fidelity screening: ResNet-20 on Fashion-MNIST at 0.25 flops", "", f"Command: `{command}`", "",
-             "Screening scores each candidate on the first N held-out images, and on all 2,000 only if it is in the",
-             "top third of screening scores so far (the first 10 are always scored in full).", "",
-             "| agent | screening images | evaluations | scored in full | s / evaluation | time saved | "
-             "best held-out | its test accuracy |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['agent']} | {r['screen_images'] or 'off'} | {r['evaluations']} | {r['scored_in_full']} | "
-                     f"{r['seconds_per_evaluation']} | {r.get('time_saved', '—')} | {r['best_heldout']} | "
-                     f"{r['best_test_accuracy']} |")
-    (RESULTS / "screening_benchmark.md").write_text("\n".join(lines) + "\n")
-
+    write_results(
+        "screening_benchmark", {"command": command, "rows": rows},
+        "Multi-fidelity screening: ResNet-20 on Fashion-MNIST at 0.25 flops",
+        ["Screening scores each candidate on the first N held-out images, and on all 2,000 only if it is in the",
+         "top third of screening scores so far (the first 10 are always scored in full)."],
+        ["agent", "screening images", "evaluations", "scored in full", "s / evaluation", "time saved",
+         "best held-out", "its test accuracy"],
+        [[r["agent"], r["screen_images"] or "off", r["evaluations"], r["scored_in_full"], r["seconds_per_evaluation"],
+          r.get("time_saved"), r["best_heldout"], r["best_test_accuracy"]] for r in rows])
 
 if __name__ == "__main__":
     main()

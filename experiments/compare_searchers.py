@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch_pruning as tp  # noqa: E402
+from results_table import RESULTS, write_results  # noqa: E402
 from torch import nn  # noqa: E402
 
 from autoprune.api import STORE_NAME, execute_search, prepare_search  # noqa: E402
@@ -39,7 +40,6 @@ from autoprune.evaluation import recalibrate_batchnorm  # noqa: E402
 from autoprune.searchers import TrialStore  # noqa: E402
 from autoprune.training import accuracy, train  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROWS = RESULTS / "compare_runs"
 AGENTS = ("uniform", "random", "anneal", "ga", "tpe", "ddpg")
 GRID = (("resnet20", "0.25flops", (0, 1, 2)), ("resnet20", "0.5flops", (0,)), ("mobilenetv2", "0.25flops", (0,)))
@@ -143,19 +143,18 @@ def summarise(rows: list[dict], command: str) -> None:
         })
     order = {a: i for i, a in enumerate(AGENTS)}
     table.sort(key=lambda r: (r["model"], r["budget"], order.get(r["agent"], 99)))
-    (RESULTS / "compare_searchers.json").write_text(json.dumps({"command": command, "rows": table}, indent=2) + "\n")
-    lines = ["# Searcher comparison on Fashion-MNIST", "", f"Command: `{command}`", "",
-             "Best held-out score (2,000 held-out training images, BN recalibrated, no fine-tune) and test accuracy",
-             f"of the best policy before and after the same fine-tune ({FINETUNE_IMAGES:,} training images per",
-             "epoch, SGD lr 0.01 cosine); mean ± std over seeds. Uniform is",
-             "deterministic (one evaluation), its seeds differ only in the fine-tune.", "",
-             "| model | budget | agent | seeds | evals | best held-out | test before FT | test after FT | MACs | "
-             "search wall (s) | evals/min |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table:
-        lines.append(f"| {r['model']} | {r['budget']} | {r['agent']} | {len(r['seeds'])} | {r['evaluations'] or '—'} "
-                     f"| {r['best_heldout']} | {r['test_before_finetune']} | {r['test_after_finetune']} | "
-                     f"{r['flops_ratio']:.3f} | {r['search_wall_seconds'] or '—'} | {r['evals_per_minute'] or '—'} |")
-    (RESULTS / "compare_searchers.md").write_text("\n".join(lines) + "\n")
+    write_results(
+        "compare_searchers", {"command": command, "finetune_images": FINETUNE_IMAGES, "rows": table},
+        "Searcher comparison on Fashion-MNIST",
+        ["Best held-out score (2,000 held-out training images, BN recalibrated, no fine-tune) and test accuracy",
+         f"of the best policy before and after the same fine-tune ({FINETUNE_IMAGES:,} training images per",
+         "epoch, SGD lr 0.01 cosine); mean ± std over seeds. Uniform is deterministic (one evaluation), its seeds",
+         "differ only in the fine-tune. Wall time is the search loop alone; other jobs shared this 2-core machine."],
+        ["model", "budget", "agent", "seeds", "evals", "best held-out", "test before FT", "test after FT", "MACs",
+         "search wall (s)", "evals/min"],
+        [[r["model"], r["budget"], r["agent"], len(r["seeds"]), r["evaluations"], r["best_heldout"],
+          r["test_before_finetune"], r["test_after_finetune"], f"{r['flops_ratio']:.3f}", r["search_wall_seconds"],
+          r["evals_per_minute"]] for r in table])
     for model, budget in {(r["model"], r["budget"]) for r in rows}:
         figure, axis = plt.subplots(figsize=(7, 4.5))
         for agent in AGENTS:
@@ -205,6 +204,7 @@ def main() -> None:
         path.write_text(json.dumps(row) + "\n")
         print(json.dumps({k: v for k, v in row.items() if k != "best_so_far"}), flush=True)
         summarise([json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))], command)
+    summarise([json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))], command)  # also when all were done
 
 
 if __name__ == "__main__":

@@ -1,0 +1,21 @@
+"""Writes an experiment's recorded results: the figures as JSON and a markdown page with the command and a table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_results(stem: str, data: dict[str, Any], title: str, notes: Sequence[str], columns: Sequence[str],
+                  rows: Sequence[Sequence[Any]]) -> None:
+    """RESULTS/stem.json holds `data`; RESULTS/stem.md the title, `data['command']`, the notes and the table."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    lines = [f"# {title}", "", f"Command: `{data['command']}`", "", *notes, "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("—" if v is None else str(v) for v in row) + " |" for row in rows]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
