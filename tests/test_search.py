@@ -123,3 +123,24 @@ def test_stored_policies_rebuild_to_exactly_the_evaluated_model(setup, tmp_path:
     for result in TrialStore(tmp_path / "exact.sqlite").results():
         assert count_cost(space.analysis.apply(result.policy), x).macs == result.macs
         assert result.feasible
+
+
+def test_store_from_before_screening_still_resumes(setup, tmp_path: Path) -> None:
+    """Stores written before the `complete` column existed open, keep their rows and count them as fully scored."""
+    from autoprune.searchers.store import _SCHEMA
+
+    space, evaluator = setup
+    path = tmp_path / "old.sqlite"
+    store = TrialStore(path)
+    result = evaluator(space.uniform(0.3))
+    store.add(result, "uniform", 0)
+    store.close()
+    old = sqlite3.connect(path)  # rebuild the table without the column, as the earlier version wrote it
+    old.executescript("ALTER TABLE evaluations RENAME TO t; "
+                      + _SCHEMA.replace(",\n    complete INTEGER NOT NULL DEFAULT 1", "")
+                      + "INSERT INTO evaluations SELECT seq, policy_hash, policy, score, reward, macs, params, "
+                        "flops_ratio, params_ratio, feasible, wall_time, searcher, seed, finished_at, result FROM t; "
+                        "DROP TABLE t;")
+    old.close()
+    reopened = TrialStore(path)
+    assert len(reopened) == 1 and reopened.best() == result

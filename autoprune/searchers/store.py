@@ -46,6 +46,9 @@ class TrialStore:
         try:
             self._db = sqlite3.connect(self.path)
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(evaluations)")}
+            if "complete" not in columns:  # a store from before multi-fidelity screening: all fully scored
+                self._db.execute("ALTER TABLE evaluations ADD COLUMN complete INTEGER NOT NULL DEFAULT 1")
             self._db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{str(self.path)!r} is not a usable trial store ({exc}); use another --out") from None
