@@ -27,6 +27,7 @@ from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
 from autoprune.evaluation.evaluator import Metric, Reward
 from autoprune.models import example_input, load_model
+from autoprune.runtime import make_runtime
 from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
@@ -88,7 +89,7 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
                 "seed": config.seed, "heldout_images": config.heldout_images,
                 "recalibration_batches": config.recalibration_batches, "finetune_steps": config.finetune_steps,
                 "screen_images": config.screen_images, "screen_eta": config.screen_eta,
-                "screen_warmup": config.screen_warmup}
+                "screen_warmup": config.screen_warmup, "workers": config.workers}
     if run_dir is not None and resume:
         stored = TrialStore(run_dir / STORE_NAME).run_config()
         changed = sorted(k for k in settings if k in stored and stored[k] != settings[k])
@@ -124,8 +125,12 @@ def execute_search(prepared: PreparedSearch,
         store.set_run_config(prepared.run_settings)
         config = prepared.config
         screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
-        outcome = run_search(prepared.searcher, prepared.evaluator, store, config.evals, on_result=on_result,
-                             screening=screening)
+        runtime = make_runtime(prepared.evaluator, config.workers, config.address)
+        try:
+            outcome = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
+                                 screening=screening)
+        finally:
+            runtime.close()
         if prepared.run_dir is not None:
             export_study(store.results(), [g.name for g in prepared.analysis.groups],
                          prepared.run_dir / OPTUNA_NAME, study_name=prepared.run_dir.name)

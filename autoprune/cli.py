@@ -172,6 +172,10 @@ def search(
     screen_images: Annotated[int | None, typer.Option(
         help="multi-fidelity: score each candidate on this many held-out images first; only the best third "
              "get the full split (0: off)")] = None,
+    workers: Annotated[int | None, typer.Option(help="evaluations in parallel on Ray actors (default 1: in process)")]
+    = None,
+    address: Annotated[str | None, typer.Option(help="join this Ray cluster (HOST:PORT or auto) instead of "
+                                                     "starting a local one")] = None,
 ) -> None:
     """Search a per-group pruning policy that meets the budget with the best held-out accuracy."""
     from autoprune.api import execute_search, prepare_search
@@ -180,7 +184,7 @@ def search(
     overrides = {"budget": budget, "model": model, "weights": str(weights) if weights else None, "data": data,
                  "data_dir": str(data_dir) if data_dir else None, "agent": agent, "space": space, "evals": evals,
                  "seed": seed, "out": str(out) if out else None, "finetune_steps": finetune_steps,
-                 "screen_images": screen_images}
+                 "screen_images": screen_images, "workers": workers, "address": address}
     settings = load_experiment(str(config) if config else None, overrides)
     if settings.out is None:
         settings.out = f"runs/{settings.model}-{settings.budget}-{settings.agent}-s{settings.seed}"

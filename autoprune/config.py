@@ -44,6 +44,8 @@ class ExperimentConfig(BaseModel):
     screen_images: int = Field(0, ge=0)  # multi-fidelity screening slice (0: off)
     screen_eta: float = Field(3.0, gt=1)  # only the top 1/eta of screening scores get the full held-out split
     screen_warmup: int = Field(10, ge=1)  # candidates always scored in full before screening starts
+    workers: int = Field(1, ge=1)  # evaluations in parallel; more than 1 (or an address) runs them on Ray
+    address: str | None = None  # an existing Ray cluster (HOST:PORT or auto); default: a private local instance
     out: str | None = None
 
 

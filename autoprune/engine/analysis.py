@@ -65,8 +65,17 @@ class Analysis:
         ratios = policy_ratios(self.groups, policy)
         return [g.kept_channels(r, self.round_to) for g, r in zip(self.groups, ratios, strict=True)]
 
+    def __getstate__(self) -> dict:
+        """Pickled without Torch-Pruning's traced graph (it holds autograd nodes): a copy sent to a worker
+        process builds slim models as the original does; only `rank` needs the graph."""
+        state = dict(self.__dict__)
+        state["_dependency_graph"], state["_tp_groups"] = None, []
+        return state
+
     def rank(self, criterion: str) -> None:
         """Re-score every group's channels with another criterion (changes which channels go, not how many)."""
+        if len(self._tp_groups) != len(self.groups):
+            raise UserError("this analysis was copied to another process without its graph; re-rank the original")
         scorer = get_criterion(criterion)
         with torch.random.fork_rng():
             torch.manual_seed(0)

@@ -83,5 +83,3 @@ class AnnealSearcher(Searcher):
             self.current, self.current_reward = list(policies[best]), reward
         self.temperature *= self.cooling
         self.step = max(self.min_step, self.step * self.cooling)
-
-

@@ -1,7 +1,9 @@
-"""The search loop: ask the searcher, evaluate (or read back from the store), tell, repeat.
+"""The search loop: ask the searcher for a batch, evaluate it (or read it back from the store), tell, repeat.
 
-Resume is deterministic replay: the searcher restarts from its seed and every policy it asks for again is
-answered from the store instantly, so it retraces the interrupted run exactly and then carries on.
+Batches are as large as the runtime has workers. Each result is written to the store the moment it arrives;
+the searcher is told the whole batch in the order it asked, so what it learns does not depend on which worker
+finished first. Resume is deterministic replay: the searcher restarts from its seed and every policy it asks for
+again is answered from the store instantly, so it retraces the interrupted run exactly and then carries on.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autoprune.evaluation import Evaluator, Result, policy_hash
+from autoprune.evaluation import Result, policy_hash
+from autoprune.runtime import InProcessRuntime, Runtime
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.screening import Screening
 from autoprune.searchers.store import TrialStore
@@ -26,44 +29,43 @@ class SearchOutcome:
 
 def run_search(
     searcher: Searcher,
-    evaluator: Evaluator,
+    evaluator: Callable[..., Result] | Runtime,
     store: TrialStore,
     evals: int,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     on_result: Callable[[Result, Result | None, bool], None] | None = None,
     screening: Screening | None = None,
 ) -> SearchOutcome:
     """Run until `evals` policies have been answered or the searcher is done.
 
+    `evaluator` is an Evaluator (run in this process) or a Runtime; `batch_size` defaults to its workers.
     `on_result(result, best_so_far, from_store)` is called after each answer (for progress display). With
     `screening`, candidates are scored on the evaluator's screening slice first (multi-fidelity); only fully
     scored results can become the best.
     """
+    runtime: Runtime = evaluator if hasattr(evaluator, "workers") else InProcessRuntime(evaluator)
+    batch = batch_size or runtime.workers
     answered = evaluated = 0
     best: Result | None = None
     while answered < evals and not searcher.done:
-        policies = searcher.ask(min(batch_size, evals - answered))
+        policies = searcher.ask(min(batch, evals - answered))
         if not policies:
             break
-        results = []
-        for policy in policies:
-            cached = store.get(policy_hash(policy))
-            if cached is not None:
-                result = cached
-            elif screening is not None:
-                result = evaluator(policy, screen_threshold=screening.threshold())
-            else:
-                result = evaluator(policy)
+        threshold = screening.threshold() if screening is not None else None
+        results: list[Result | None] = [store.get(policy_hash(p)) for p in policies]
+        cached = [r is not None for r in results]
+        todo = [i for i, r in enumerate(results) if r is None]
+        for index, result in runtime.evaluate([(policies[i], threshold) for i in todo]):
+            store.add(result, searcher.name, searcher.seed)  # committed as soon as it arrives
+            results[todo[index]] = result
+            evaluated += 1
+        for result, from_store in zip(results, cached, strict=True):
             if screening is not None:
                 screening.record(result)
-            if cached is None:
-                store.add(result, searcher.name, searcher.seed)
-                evaluated += 1
             if result.feasible and result.complete and (best is None or result.reward > best.reward):
                 best = result
-            results.append(result)
             answered += 1
             if on_result is not None:
-                on_result(result, best, cached is not None)
+                on_result(result, best, from_store)
         searcher.tell(policies, results)
     return SearchOutcome(best, answered, evaluated)

@@ -1,0 +1,158 @@
+"""Evaluations on Ray actors: a local Ray instance on loopback, or an existing cluster.
+
+Each actor receives the evaluator once (model, held-out and recalibration batches, budget, metric, reward:
+about 10 MB for ResNet-20 on Fashion-MNIST, through Ray's object store) and keeps it; afterwards only policies go
+out and Results come back. An actor that dies (its process, or its node) has its evaluation re-run on another
+actor and a replacement is started where the cluster has room; when none is left the run stops with a message
+to resume it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+import ray
+import torch
+from ray.exceptions import RayActorError, RayTaskError
+
+from autoprune.errors import UserError
+from autoprune.evaluation import Evaluator, Result
+from autoprune.runtime.local import Job
+
+START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, receiving the evaluator)
+
+
+@ray.remote(num_cpus=1)
+class EvaluatorActor:
+    """One worker: holds an evaluator, evaluates policies."""
+
+    def __init__(self, evaluator: Evaluator, threads: int) -> None:
+        torch.set_num_threads(threads)  # workers on one machine must not fight over its cores
+        self.evaluator = evaluator
+
+    def ready(self) -> bool:
+        return True
+
+    def evaluate(self, policy: list[float], threshold: float | None) -> Result:
+        if threshold is None:
+            return self.evaluator(policy)
+        return self.evaluator(policy, screen_threshold=threshold)
+
+
+class RayRuntime:
+    """`workers` evaluator actors on Ray. Without `address` (or RAY_ADDRESS) a private local Ray instance is
+    started, listening on 127.0.0.1 only, without the dashboard."""
+
+    def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1) -> None:
+        if workers < 1:
+            raise UserError(f"--workers must be at least 1, got {workers}")
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        self._owns_ray = not ray.is_initialized() and address is None
+        if not ray.is_initialized():
+            try:
+                if address is None:
+                    ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+                             log_to_driver=False, logging_level=logging.WARNING)
+                else:
+                    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UserError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it "
+                                "with `ray start --head` or fix --address") from None
+        self.workers = workers
+        self.lost = 0  # evaluations re-run because their worker died
+        self._threads = threads
+        self._evaluator_ref = ray.put(evaluator)
+        self._actors: list = []
+        self._starting = {}  # ready() ref -> actor, for actors not yet known to be up
+        for _ in range(workers):
+            self._start_actor()
+        self._await_started(min_ready=workers)
+
+    def _start_actor(self) -> None:
+        actor = EvaluatorActor.remote(self._evaluator_ref, self._threads)
+        self._starting[actor.ready.remote()] = actor
+
+    def _await_started(self, min_ready: int) -> None:
+        """Wait until at least `min_ready` new actors are up (all of them at start-up)."""
+        refs = list(self._starting)
+        ready, _ = ray.wait(refs, num_returns=min(min_ready, len(refs)), timeout=START_TIMEOUT_S)
+        for ref in ready:
+            actor = self._starting.pop(ref)
+            try:
+                ray.get(ref)
+                self._actors.append(actor)
+            except RayActorError:
+                continue
+        if len(ready) < min_ready:
+            cpus = ray.cluster_resources().get("CPU", 0)
+            self.close()
+            raise UserError(f"only {len(ready)} of {min_ready} Ray workers started within {START_TIMEOUT_S:.0f} s "
+                            f"(the cluster has {cpus:g} CPUs, each worker needs 1); lower --workers or add nodes")
+
+    def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
+        queue = deque(range(len(jobs)))
+        idle = list(self._actors)
+        running: dict = {}  # result ref -> (actor, job index)
+        while queue or running:
+            self._adopt_started(idle)
+            while queue and idle:
+                actor, index = idle.pop(), queue.popleft()
+                running[actor.evaluate.remote(*jobs[index])] = (actor, index)
+            if not running:  # work left, no worker: wait for replacements, else give up
+                self._await_replacement(idle)
+                continue
+            done, _ = ray.wait(list(running), num_returns=1, timeout=5.0)
+            for ref in done:
+                actor, index = running.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except RayActorError:  # the worker process or its node died: run the job elsewhere
+                    self._actors.remove(actor)
+                    queue.appendleft(index)
+                    self.lost += 1
+                    self._start_actor()
+                    continue
+                except RayTaskError as exc:  # an error in the evaluation itself (say, the user's metric)
+                    cause = exc.cause if isinstance(exc.cause, Exception) else exc
+                    raise (cause if isinstance(cause, UserError) else UserError(
+                        f"evaluation failed on a Ray worker: {str(cause).splitlines()[-1]}")) from None
+                idle.append(actor)
+                yield index, result
+
+    def _adopt_started(self, idle: list) -> None:
+        """Add replacement actors that have come up since the last look."""
+        if not self._starting:
+            return
+        ready, _ = ray.wait(list(self._starting), num_returns=len(self._starting), timeout=0)
+        for ref in ready:
+            actor = self._starting.pop(ref)
+            try:
+                ray.get(ref)
+            except RayActorError:
+                continue
+            self._actors.append(actor)
+            idle.append(actor)
+
+    def _await_replacement(self, idle: list) -> None:
+        if self._starting:
+            ready, _ = ray.wait(list(self._starting), num_returns=1, timeout=START_TIMEOUT_S)
+            if ready:
+                self._adopt_started(idle)
+                if idle:
+                    return
+        self.close()
+        raise UserError("all Ray workers were lost and none could be restarted; every finished evaluation is in "
+                        "the store: bring the cluster back and rerun with --resume")
+
+    def close(self) -> None:
+        """Stop the actors, and the local Ray instance if this runtime started it."""
+        for actor in [*self._actors, *self._starting.values()]:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(actor)
+        self._actors, self._starting = [], {}
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
