@@ -193,6 +193,27 @@ def search(
     _print_report(report)
 
 
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="sweep YAML, e.g. experiments/sweep_digits.yaml")],
+    workers: Annotated[int | None, typer.Option(min=1, help="searches at once on a local Ray instance "
+                                                            "(default: this machine's cores)")] = None,
+    address: Annotated[str | None, typer.Option(help="run on this Ray cluster (HOST:PORT or auto)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted sweep")] = False,
+) -> None:
+    """Run a grid of searches (models x budgets x agents x seeds) as Ray tasks; write a summary and a Pareto plot."""
+    from rich.console import Console
+
+    from autoprune.sweep import load_sweep, run_sweep
+
+    console = Console()
+    settings = load_sweep(config)
+    report = run_sweep(settings, workers=workers, address=address, resume=resume,
+                       on_finished=lambda point, done, total: console.print(f"[{done}/{total}] {point.name} done"))
+    console.print(f"{len(report.rows)} searches; summary: {report.markdown}, {report.csv}; "
+                  f"Pareto plot: {report.pareto_plot}")
+
+
 def _run_with_progress(prepared, execute):
     """Run the search under a live progress bar: evaluations done, best score so far and its FLOPs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

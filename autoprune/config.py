@@ -49,7 +49,7 @@ class ExperimentConfig(BaseModel):
     out: str | None = None
 
 
-def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{what} file {str(path)!r} not found")
     try:
@@ -78,17 +78,17 @@ def load_space(name_or_path: str) -> SpaceConfig:
         if not path.is_file():
             known = sorted(p.stem for p in (REPO_ROOT / "search_spaces").glob("*.yaml"))
             raise UserError(f"unknown search space {name_or_path!r}; use one of {', '.join(known)} or a YAML path")
-    return validated(SpaceConfig, _read_yaml(path, "search space"), str(path))
+    return validated(SpaceConfig, read_yaml(path, "search space"), str(path))
 
 
 def load_agent_config(agent: str) -> dict[str, Any]:
     """Hyper-parameters of a searcher from agents/NAME.yaml ({} if the agent has no file)."""
     path = REPO_ROOT / "agents" / f"{agent}.yaml"
-    return _read_yaml(path, "agent") if path.is_file() else {}
+    return read_yaml(path, "agent") if path.is_file() else {}
 
 
 def load_experiment(path: str | None, overrides: dict[str, Any]) -> ExperimentConfig:
     """An experiment file (if given) with command-line overrides (None values are ignored)."""
-    data = _read_yaml(Path(path), "experiment") if path else {}
+    data = read_yaml(Path(path), "experiment") if path else {}
     data.update({k: v for k, v in overrides.items() if v is not None})
     return validated(ExperimentConfig, data, path or "command line")

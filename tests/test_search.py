@@ -144,3 +144,26 @@ def test_store_from_before_screening_still_resumes(setup, tmp_path: Path) -> Non
     old.close()
     reopened = TrialStore(path)
     assert len(reopened) == 1 and reopened.best() == result
+
+
+def test_repeated_policies_are_told_again_but_not_counted_or_evaluated_twice(setup, tmp_path: Path) -> None:
+    """A GA's unchanged children, say: the budget of evaluations goes to distinct policies only."""
+    from autoprune.searchers.algorithms import RandomSearcher
+
+    class Repeating(RandomSearcher):
+        told = 0
+
+        def ask(self, n: int) -> list[list[float]]:
+            fresh = super().ask(1)
+            return fresh + fresh  # every batch asks one new policy twice
+
+        def tell(self, policies, results) -> None:
+            self.told += len(results)
+
+    space, evaluator = setup
+    counting = Counting(evaluator)
+    searcher = Repeating(space, seed=5)
+    store = TrialStore(tmp_path / "s.sqlite")
+    outcome = run_search(searcher, counting, store, evals=4, batch_size=2)
+    assert outcome.evaluations == 4 and counting.calls == 4 == len(store)
+    assert searcher.told == 8

@@ -25,3 +25,13 @@ def test_shipped_checkpoint_reaches_its_accuracy(model: str, target: float) -> N
     measured = float(result.stdout.split("accuracy ")[1].split()[0])
     assert measured >= target
     assert measured == pytest.approx(meta["test_accuracy"], abs=1e-4)  # the recorded figure is the real one
+
+
+def test_shipped_digits_checkpoint_is_trained() -> None:
+    path = shipped_checkpoint("resnet20", "digits")
+    assert path is not None
+    result = subprocess.run([sys.executable, "-m", "autoprune.cli", "evaluate", "--model", "resnet20", "--data",
+                             "digits"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    measured = float(result.stdout.split("accuracy ")[1].split()[0])
+    assert measured >= 0.97 and measured == pytest.approx(load_checkpoint(path)[1]["test_accuracy"], abs=1e-4)

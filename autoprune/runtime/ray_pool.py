@@ -26,6 +26,24 @@ from autoprune.runtime.local import Job
 START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, receiving the evaluator)
 
 
+def start_or_join_ray(address: str | None, cpus: int) -> bool:
+    """Join the cluster at `address` (or $RAY_ADDRESS), or start a private local instance with `cpus` CPUs on
+    127.0.0.1 without the dashboard. True when this call started Ray (so the caller shuts it down)."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if address is None:
+            ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                     logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
+                        "`ray start --head` or fix --address") from None
+    return address is None
+
+
 @ray.remote(num_cpus=1)
 class EvaluatorActor:
     """One worker: holds an evaluator, evaluates policies."""
@@ -50,18 +68,7 @@ class RayRuntime:
     def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1) -> None:
         if workers < 1:
             raise UserError(f"--workers must be at least 1, got {workers}")
-        address = address or os.environ.get("RAY_ADDRESS") or None
-        self._owns_ray = not ray.is_initialized() and address is None
-        if not ray.is_initialized():
-            try:
-                if address is None:
-                    ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
-                             log_to_driver=False, logging_level=logging.WARNING)
-                else:
-                    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise UserError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it "
-                                "with `ray start --head` or fix --address") from None
+        self._owns_ray = start_or_join_ray(address, workers)
         self.workers = workers
         self.lost = 0  # evaluations re-run because their worker died
         self._threads = threads

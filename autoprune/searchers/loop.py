@@ -17,13 +17,15 @@ from autoprune.searchers.base import Searcher
 from autoprune.searchers.screening import Screening
 from autoprune.searchers.store import TrialStore
 
+MAX_STALE_BATCHES = 100  # a searcher that only repeats itself this many batches in a row has converged
+
 
 @dataclass
 class SearchOutcome:
     """What a finished search hands back."""
 
     best: Result | None
-    evaluations: int  # policies asked for and answered (including ones read back from the store)
+    evaluations: int  # distinct policies answered (including ones read back from the store)
     evaluated: int  # of those, actually evaluated in this process
 
 
@@ -36,7 +38,7 @@ def run_search(
     on_result: Callable[[Result, Result | None, bool], None] | None = None,
     screening: Screening | None = None,
 ) -> SearchOutcome:
-    """Run until `evals` policies have been answered or the searcher is done.
+    """Run until `evals` distinct policies have been answered or the searcher is done.
 
     `evaluator` is an Evaluator (run in this process) or a Runtime; `batch_size` defaults to its workers.
     `on_result(result, best_so_far, from_store)` is called after each answer (for progress display). With
@@ -45,21 +47,30 @@ def run_search(
     """
     runtime: Runtime = evaluator if hasattr(evaluator, "workers") else InProcessRuntime(evaluator)
     batch = batch_size or runtime.workers
-    answered = evaluated = 0
+    answered = evaluated = stale = 0
+    seen: set[str] = set()  # policies answered in this run: a repeat is told again but not counted
     best: Result | None = None
-    while answered < evals and not searcher.done:
+    while answered < evals and not searcher.done and stale < MAX_STALE_BATCHES:
         policies = searcher.ask(min(batch, evals - answered))
         if not policies:
             break
         threshold = screening.threshold() if screening is not None else None
-        results: list[Result | None] = [store.get(policy_hash(p)) for p in policies]
+        hashes = [policy_hash(p) for p in policies]
+        results: list[Result | None] = [store.get(h) for h in hashes]
         cached = [r is not None for r in results]
-        todo = [i for i, r in enumerate(results) if r is None]
+        first: dict[str, int] = {}  # a policy asked twice in one batch is evaluated once
+        todo = [i for i, r in enumerate(results) if r is None and first.setdefault(hashes[i], i) == i]
         for index, result in runtime.evaluate([(policies[i], threshold) for i in todo]):
             store.add(result, searcher.name, searcher.seed)  # committed as soon as it arrives
             results[todo[index]] = result
             evaluated += 1
+        results = [r if r is not None else results[first[h]] for r, h in zip(results, hashes, strict=True)]
+        new = 0
         for result, from_store in zip(results, cached, strict=True):
+            if result.policy_hash in seen:
+                continue
+            seen.add(result.policy_hash)
+            new += 1
             if screening is not None:
                 screening.record(result)
             if result.feasible and result.complete and (best is None or result.reward > best.reward):
@@ -67,5 +78,6 @@ def run_search(
             answered += 1
             if on_result is not None:
                 on_result(result, best, from_store)
+        stale = 0 if new else stale + 1
         searcher.tell(policies, results)
     return SearchOutcome(best, answered, evaluated)

@@ -1,0 +1,82 @@
+"""A sweep file: the grid (models, budgets, agents, seeds), where it goes, and the settings every search shares.
+
+Any other key is an `autoprune search` setting (data, evals, space, heldout_images, ...) applied to every point.
+The whole grid is validated before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoprune.budget import Budget
+from autoprune.config import ExperimentConfig, load_space, read_yaml, validated
+from autoprune.errors import UserError
+from autoprune.searchers import searcher_class
+
+_GRID_KEYS = {"models", "budgets", "agents", "seeds", "out", "weights"}
+_PER_POINT = {"model", "budget", "agent", "seed", "out", "workers", "address", "weights"}
+
+
+class SweepConfig(BaseModel):
+    """The grid and the run directory; `weights` maps a model name to its checkpoint (default: shipped)."""
+
+    model_config = ConfigDict(extra="forbid")
+    models: list[str] = Field(min_length=1)
+    budgets: list[str] = Field(min_length=1)
+    agents: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    out: str
+    weights: dict[str, str] = Field(default_factory=dict)
+    search: dict[str, Any] = Field(default_factory=dict)  # settings shared by every search
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One search of the grid."""
+
+    model: str
+    budget: str
+    agent: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.budget}-{self.agent}-s{self.seed}"
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep file (grid keys at the top level, every other key a search setting)."""
+    data = read_yaml(Path(path), "sweep")
+    grid = {k: v for k, v in data.items() if k in _GRID_KEYS}
+    shared = {k: v for k, v in data.items() if k not in _GRID_KEYS}
+    misplaced = sorted(_PER_POINT & shared.keys())
+    if misplaced:
+        raise UserError(f"{path}: {', '.join(misplaced)} cannot be shared by every search; use the grid keys "
+                        "models, budgets, agents, seeds (and weights: {model: checkpoint})")
+    config = validated(SweepConfig, {**grid, "search": shared}, str(path))
+    for budget in config.budgets:
+        Budget.parse(budget)
+    for agent in config.agents:
+        searcher_class(agent)
+    for point in points(config):
+        point_config(config, point)  # every search's settings are valid
+    load_space(config.search.get("space", "default"))
+    return config
+
+
+def points(config: SweepConfig) -> list[SweepPoint]:
+    """The grid in a fixed order."""
+    return [SweepPoint(m, b, a, s) for m in config.models for b in config.budgets for a in config.agents
+            for s in config.seeds]
+
+
+def point_config(config: SweepConfig, point: SweepPoint) -> ExperimentConfig:
+    """The settings of one search: shared settings, the point, its own run directory inside the sweep's."""
+    return validated(ExperimentConfig, {**config.search, "model": point.model, "budget": point.budget,
+                                        "agent": point.agent, "seed": point.seed,
+                                        "weights": config.weights.get(point.model),
+                                        "out": str(Path(config.out) / point.name)}, f"sweep point {point.name}")

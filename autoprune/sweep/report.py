@@ -1,0 +1,88 @@
+"""A finished sweep's summary: one row per search (from its best.json and store), as markdown and CSV, and a
+Pareto plot of test accuracy against MACs across the grid."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoprune.sweep.config import SweepConfig, SweepPoint
+
+COLUMNS = ("model", "budget", "agent", "seed", "evaluations", "heldout_score", "test_accuracy", "dense_test_accuracy",
+           "macs", "macs_ratio", "params", "latency_ms", "run_dir")
+
+
+@dataclass
+class SweepReport:
+    """Where the summary went, and its rows."""
+
+    rows: list[dict[str, Any]]
+    markdown: Path
+    csv: Path
+    pareto_plot: Path
+
+
+def collect_rows(config: SweepConfig, grid: list[SweepPoint]) -> list[dict[str, Any]]:
+    rows = []
+    for point in grid:
+        run = Path(config.out) / point.name
+        best = json.loads((run / "best.json").read_text())
+        with sqlite3.connect(run / "store.sqlite") as db:
+            evaluations = db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        dense, slim = best["dense"], best["slim"]
+        rows.append({"model": point.model, "budget": point.budget, "agent": point.agent, "seed": point.seed,
+                     "evaluations": evaluations, "heldout_score": round(slim["heldout_score"], 4),
+                     "test_accuracy": round(slim["test_accuracy"], 4),
+                     "dense_test_accuracy": round(dense["test_accuracy"], 4), "macs": slim["macs"],
+                     "macs_ratio": round(slim["macs"] / dense["macs"], 4), "params": slim["params"],
+                     "latency_ms": round(slim["latency_s"] * 1e3, 3), "run_dir": str(run)})
+    return rows
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows no other row beats on both MACs (fewer) and test accuracy (higher), by increasing MACs."""
+    front, best = [], -1.0
+    for row in sorted(rows, key=lambda r: (r["macs"], -r["test_accuracy"])):
+        if row["test_accuracy"] > best:
+            front.append(row)
+            best = row["test_accuracy"]
+    return front
+
+
+def write_report(rows: list[dict[str, Any]], out: Path) -> SweepReport:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "summary.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    front = {id(r) for r in pareto_front(rows)}
+    lines = ["# Sweep summary", "", "Best policy of each search: held-out score, test accuracy (no fine-tune), cost. "
+             "Rows marked * are on the Pareto front (test accuracy against MACs).", "",
+             "| " + " | ".join(COLUMNS[:-1]) + " | pareto |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row[c]) for c in COLUMNS[:-1]) + f" | {'*' if id(row) in front else ''} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for agent in sorted({r["agent"] for r in rows}):
+        mine = [r for r in rows if r["agent"] == agent]
+        axis.scatter([r["macs"] / 1e6 for r in mine], [r["test_accuracy"] for r in mine], label=agent, alpha=0.8)
+    ordered = pareto_front(rows)
+    axis.step([r["macs"] / 1e6 for r in ordered], [r["test_accuracy"] for r in ordered], where="post", color="black",
+              linewidth=1, label="Pareto front")
+    axis.set_xlabel("MACs (millions)")
+    axis.set_ylabel("test accuracy of the best policy")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out / "pareto.png", dpi=110)
+    plt.close(figure)
+    return SweepReport(rows, out / "summary.md", out / "summary.csv", out / "pareto.png")

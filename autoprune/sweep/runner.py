@@ -1,0 +1,89 @@
+"""Runs a sweep's searches as Ray tasks, one CPU each, on a private local Ray instance or an existing cluster.
+
+Each search has its own run directory and store, so a task that is re-run (Ray retries tasks whose worker or node
+died) or a sweep that is resumed continues the search from its store instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayTaskError
+
+from autoprune.errors import UserError
+from autoprune.sweep.config import SweepConfig, SweepPoint, point_config, points
+from autoprune.sweep.report import SweepReport, collect_rows, write_report
+
+STORE_NAME = "store.sqlite"
+
+
+@ray.remote(num_cpus=1)
+def _search_task(settings: dict[str, Any]) -> str:
+    """One search of the grid, in a Ray worker: continues its own store if an earlier attempt left one."""
+    import torch
+
+    from autoprune.api import execute_search, prepare_search
+    from autoprune.config import ExperimentConfig
+
+    torch.set_num_threads(1)  # one core per search; the sweep's parallelism is across searches
+    config = ExperimentConfig(**settings)
+    resume = (Path(config.out) / STORE_NAME).is_file()
+    execute_search(prepare_search(config, resume=resume))
+    return config.out
+
+
+def _state(config: SweepConfig, point: SweepPoint) -> str:
+    run = Path(config.out) / point.name
+    if (run / "best.json").is_file():
+        return "finished"
+    return "started" if (run / STORE_NAME).is_file() else "new"
+
+
+def run_sweep(config: SweepConfig, workers: int | None = None, address: str | None = None, resume: bool = False,
+              on_finished: Callable[[SweepPoint, int, int], None] | None = None) -> SweepReport:
+    """Run every unfinished search of the grid, then write the summary table (markdown, CSV) and Pareto plot.
+
+    `workers` is how many searches run at once on a local Ray instance (default: this machine's cores);
+    `on_finished(point, done, total)` reports progress.
+    """
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"sweep out {config.out!r} is a file; give a directory")
+    grid = points(config)
+    states = {point: _state(config, point) for point in grid}
+    if not resume and any(s != "new" for s in states.values()):
+        raise UserError(f"{config.out!r} already holds this sweep's searches; pass --resume to continue it or "
+                        "choose another out")
+    if resume and not out.is_dir():
+        raise UserError(f"nothing to resume in {config.out!r}; drop --resume to start the sweep")
+    todo = [p for p in grid if states[p] != "finished"]
+    done = len(grid) - len(todo)
+    if todo:
+        from autoprune.runtime.ray_pool import start_or_join_ray
+
+        owns_ray = start_or_join_ray(address, workers or os.cpu_count() or 1)
+        try:
+            pending = {_search_task.remote(point_config(config, p).model_dump()): p for p in todo}
+            while pending:
+                finished, _ = ray.wait(list(pending), num_returns=1)
+                for ref in finished:
+                    point = pending.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except RayTaskError as exc:
+                        cause = exc.cause if isinstance(exc.cause, UserError) else None
+                        message = str(cause) if cause else str(exc).strip().splitlines()[-1]
+                        raise UserError(f"search {point.name} failed: {message}; fix it and rerun the sweep with "
+                                        "--resume (finished searches are kept)") from None
+                    done += 1
+                    if on_finished is not None:
+                        on_finished(point, done, len(grid))
+        finally:
+            if owns_ray:
+                ray.shutdown()
+    rows = collect_rows(config, grid)
+    return write_report(rows, out)

@@ -1,0 +1,69 @@
+"""`autoprune sweep`: a grid of searches as Ray tasks on a local Ray instance, its summary and Pareto plot, and
+resuming an interrupted sweep without repeating finished searches."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+SWEEP = """\
+models: [resnet20]
+budgets: [0.5flops, 0.3flops]
+agents: [random, anneal]
+seeds: [0, 1]
+out: {out}
+data: digits
+evals: 3
+heldout_images: 100
+recalibration_batches: 2
+"""
+
+
+def sweep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autoprune.cli", "sweep", *args], capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_sweep_runs_the_grid_reports_it_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(SWEEP.format(out=out))
+    first = sweep(str(spec), "--workers", "2")
+    assert first.returncode == 0, first.stderr
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert len(rows) == 8 and {(r["budget"], r["agent"], r["seed"]) for r in rows} == {
+        (b, a, s) for b in ("0.5flops", "0.3flops") for a in ("random", "anneal") for s in ("0", "1")}
+    for row in rows:
+        assert float(row["macs_ratio"]) <= float(row["budget"].removesuffix("flops")) and row["evaluations"] == "3"
+    assert (out / "pareto.png").stat().st_size > 0 and "Pareto" in (out / "summary.md").read_text()
+
+    # "interrupt": one search loses its result; the others must not run again
+    (out / "resnet20-0.3flops-anneal-s1" / "best.json").unlink()
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/best.json")}
+    again = sweep(str(spec), "--workers", "2")
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = sweep(str(spec), "--workers", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "[8/8] resnet20-0.3flops-anneal-s1 done" in resumed.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # finished searches were skipped
+    assert len(list(csv.DictReader((out / "summary.csv").open()))) == 8
+
+
+def test_bad_sweep_files_give_one_line_errors(tmp_path: Path) -> None:
+    cases = {
+        "models: [resnet20]\nbudgets: [0.5flops]\nagents: [ppo]\nseeds: [0]\nout: x\n": "unknown agent",
+        "models: [resnet20]\nbudgets: [0.5flop]\nagents: [random]\nseeds: [0]\nout: x\n": "malformed budget",
+        "models: [resnet20]\nbudgets: [0.5flops]\nagents: [random]\nseeds: [0]\nout: x\nseed: 3\n": "grid keys",
+        "models: []\nbudgets: [0.5flops]\nagents: [random]\nseeds: [0]\nout: x\n": "models",
+        "models: [resnet20]\nbudgets: [0.5flops]\nagents: [random]\nseeds: [0]\nout: x\nevals: 0\n": "evals",
+    }
+    for text, fragment in cases.items():
+        spec = tmp_path / "bad.yaml"
+        spec.write_text(text)
+        done = subprocess.run([sys.executable, "-m", "autoprune.cli", "sweep", str(spec)], capture_output=True,
+                              text=True, timeout=300, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (text, done.stderr)
+    assert not (tmp_path / "x").exists()
