@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 
@@ -121,6 +122,8 @@ class RayRuntime:
                     self._actors.remove(actor)
                     queue.appendleft(index)
                     self.lost += 1
+                    print(f"warning: a Ray worker was lost ({len(self._actors)} left); its evaluation runs again "
+                          "on another worker", file=sys.stderr)
                     self._start_actor()
                     continue
                 except RayTaskError as exc:  # an error in the evaluation itself (say, the user's metric)
