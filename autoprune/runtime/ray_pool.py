@@ -1,4 +1,4 @@
-"""Evaluations on Ray actors: a local Ray instance on loopback, or an existing cluster.
+"""Evaluations on Ray actors: a private local Ray instance, or an existing cluster.
 
 Each actor receives the evaluator once (model, held-out and recalibration batches, budget, metric, reward:
 about 10 MB for ResNet-20 on Fashion-MNIST, through Ray's object store) and keeps it; afterwards only policies go
@@ -28,8 +28,8 @@ START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, re
 
 
 def start_or_join_ray(address: str | None, cpus: int) -> bool:
-    """Join the cluster at `address` (or $RAY_ADDRESS), or start a private local instance with `cpus` CPUs on
-    127.0.0.1 without the dashboard. True when this call started Ray (so the caller shuts it down)."""
+    """Join the cluster at `address` (or $RAY_ADDRESS), or start a private local instance with `cpus` CPUs,
+    node address 127.0.0.1, without the dashboard. True when this call started Ray (so the caller shuts it down)."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -64,7 +64,8 @@ class EvaluatorActor:
 
 class RayRuntime:
     """`workers` evaluator actors on Ray. Without `address` (or RAY_ADDRESS) a private local Ray instance is
-    started, listening on 127.0.0.1 only, without the dashboard."""
+    started with its node address on 127.0.0.1 and without the dashboard (Ray 2.60 still opens some ports on
+    all interfaces; its token authentication, on by default, guards them)."""
 
     def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1) -> None:
         if workers < 1:
