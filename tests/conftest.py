@@ -24,3 +24,22 @@ def trained_digits_resnet(digits):
     model = build_model("resnet20", 1, 10)
     train(model, digits, epochs=4, lr=0.05, batch_size=64)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def search_setup():
+    """A factory: the search space and a fast evaluator for the trained digits ResNet-20 at 0.4 flops."""
+    return _search_setup
+
+
+def _search_setup(model, data, **evaluator_settings):
+    from autoprune.budget import Budget
+    from autoprune.engine import analyse
+    from autoprune.evaluation import Evaluator
+    from autoprune.models import example_input
+    from autoprune.searchers import SearchSpace
+
+    analysis = analyse(model, example_input(1, 8))
+    budget = Budget.parse("0.4flops")
+    evaluator = Evaluator(analysis, data, budget, heldout_images=150, recalibration_batches=2, **evaluator_settings)
+    return SearchSpace(analysis, budget), evaluator

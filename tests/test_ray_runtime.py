@@ -1,4 +1,4 @@
-"""Evaluations on real Ray actors (a local Ray instance on loopback): same results as in process, parallel
+"""Evaluations on real Ray actors (a private local Ray instance): same results as in process, parallel
 batches written to the store as they arrive, and a worker killed mid-search costs nothing."""
 
 from __future__ import annotations
@@ -14,20 +14,13 @@ from pathlib import Path
 import pytest
 import ray
 
-from autoprune.budget import Budget
-from autoprune.engine import analyse
-from autoprune.evaluation import Evaluator
-from autoprune.models import example_input
 from autoprune.runtime.ray_pool import RayRuntime
-from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.searchers import TrialStore, make_searcher, run_search
 
 
 @pytest.fixture(scope="module")
-def setup(trained_digits_resnet, digits):
-    analysis = analyse(trained_digits_resnet, example_input(1, 8))
-    budget = Budget.parse("0.4flops")
-    space = SearchSpace(analysis, budget)
-    evaluator = Evaluator(analysis, digits, budget, heldout_images=150, recalibration_batches=2)
+def setup(trained_digits_resnet, digits, search_setup):
+    space, evaluator = search_setup(trained_digits_resnet, digits)
     ray.init(num_cpus=3, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              logging_level=logging.WARNING)
     yield space, evaluator

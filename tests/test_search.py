@@ -8,20 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoprune.budget import Budget
-from autoprune.engine import analyse, count_cost
+from autoprune.engine import count_cost
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator
-from autoprune.models import example_input
-from autoprune.searchers import AGENTS, SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.searchers import AGENTS, TrialStore, make_searcher, run_search
 
 
 @pytest.fixture(scope="module")
-def setup(trained_digits_resnet, digits):
-    analysis = analyse(trained_digits_resnet, example_input(1, 8))
-    budget = Budget.parse("0.4flops")
-    space = SearchSpace(analysis, budget)
-    evaluator = Evaluator(analysis, digits, budget, heldout_images=150, recalibration_batches=2)
+def setup(trained_digits_resnet, digits, search_setup):
+    space, evaluator = search_setup(trained_digits_resnet, digits)
     return space, evaluator
 
 

@@ -10,23 +10,16 @@ import pytest
 import torch
 import yaml
 
-from autoprune.budget import Budget
-from autoprune.engine import analyse
 from autoprune.env import CompressionEnv
-from autoprune.evaluation import Evaluator
-from autoprune.models import example_input
-from autoprune.searchers import AGENTS, SearchSpace, TrialStore, make_searcher, run_search, searcher_class
+from autoprune.searchers import AGENTS, TrialStore, make_searcher, run_search, searcher_class
 from autoprune.searchers.screening import Screening
 
 AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents"
 
 
 @pytest.fixture(scope="module")
-def setup(trained_digits_resnet, digits):
-    analysis = analyse(trained_digits_resnet, example_input(1, 8))
-    budget = Budget.parse("0.4flops")
-    space = SearchSpace(analysis, budget)
-    evaluator = Evaluator(analysis, digits, budget, heldout_images=150, recalibration_batches=2, screen_images=50)
+def setup(trained_digits_resnet, digits, search_setup):
+    space, evaluator = search_setup(trained_digits_resnet, digits, screen_images=50)
     return space, evaluator
 
 
