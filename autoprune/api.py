@@ -70,6 +70,10 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     budget = Budget.parse(config.budget)
     space_config: SpaceConfig = load_space(config.space)
     run_dir = _check_run_dir(config.out, resume)
+    if config.address not in (None, "auto"):
+        from autoprune.runtime.ray_pool import check_reachable
+
+        check_reachable(config.address)
     bundle = data if data is not None else load_data(config.data, config.data_dir)
     if model is None:
         model, _ = load_model(config.model, bundle.in_channels, bundle.num_classes, bundle.name, config.weights,
@@ -118,14 +122,14 @@ def _check_run_dir(out: str | None, resume: bool) -> Path | None:
 def execute_search(prepared: PreparedSearch,
                    on_result: Callable[[Result, Result | None, bool], None] | None = None) -> SearchReport:
     """Run the prepared search, writing the store as it goes, then the best model and its report."""
+    config = prepared.config
+    runtime = make_runtime(prepared.evaluator, config.workers, config.address)  # before any file: it may fail
     with tempfile.TemporaryDirectory() as scratch:  # the store lives in the run directory, or here if none
         store_dir = prepared.run_dir or Path(scratch)
         store_dir.mkdir(parents=True, exist_ok=True)
         store = TrialStore(store_dir / STORE_NAME)
         store.set_run_config(prepared.run_settings)
-        config = prepared.config
         screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
-        runtime = make_runtime(prepared.evaluator, config.workers, config.address)
         try:
             outcome = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
                                  screening=screening)

@@ -119,6 +119,9 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
         (["--config", str(tmp_path / "missing.yaml")], "not found"),
         (["--config", str(bad_agent)], "agent ga: population"),
         (["--budget", "0.5flops", "--screen-images", "-5"], "screen_images"),
+        (["--budget", "0.5flops", "--workers", "0"], "workers"),
+        (["--budget", "0.5flops", "--address", "127.0.0.1:1"], "no Ray cluster answers"),
+        (["--budget", "0.5flops", "--address", "nonsense"], "not HOST:PORT"),
         (["--budget", "0.5flops", "--seed", "4", "--out", str(started), "--resume"], "different settings (seed)"),
         ([], "no budget"),
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,8 @@ def start_or_join_ray(address: str | None, cpus: int) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and address != "auto":
+        check_reachable(address)
     try:
         if address is None:
             ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
@@ -43,6 +46,18 @@ def start_or_join_ray(address: str | None, cpus: int) -> bool:
         raise UserError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
                         "`ray start --head` or fix --address") from None
     return address is None
+
+
+def check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's minutes-long connection timeout, when nothing listens at HOST:PORT."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"Ray address {address!r} is not HOST:PORT or auto; use the address `ray start --head` printed")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start it with "
+                        "`ray start --head` or fix --address") from None
 
 
 @ray.remote(num_cpus=1)
