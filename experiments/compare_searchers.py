@@ -129,7 +129,8 @@ def summarise(rows: list[dict], command: str) -> None:
         groups.setdefault((row["model"], row["budget"], row["agent"]), []).append(row)
     table = []
     for (model, budget, agent), members in groups.items():
-        walls = [r["search_wall_seconds"] for r in members if r["search_wall_seconds"] is not None]
+        walls = [r["search_wall_seconds"] for r in members
+                 if r["search_wall_seconds"] is not None and not r.get("resumed")]  # a resumed run's wall is partial
         rates = [r["evals_per_minute"] for r in members if r.get("evals_per_minute")]
         table.append({
             "model": model, "budget": budget, "agent": agent, "seeds": sorted(r["seed"] for r in members),
@@ -158,11 +159,12 @@ def summarise(rows: list[dict], command: str) -> None:
           r["evals_per_minute"]] for r in table])
     for model, budget in {(r["model"], r["budget"]) for r in rows}:
         figure, axis = plt.subplots(figsize=(7, 4.5))
+        longest = max(len(r["best_so_far"]) for r in rows if (r["model"], r["budget"]) == (model, budget))
         for agent in AGENTS:
             curves = [r["best_so_far"] for r in rows if (r["model"], r["budget"], r["agent"]) == (model, budget, agent)]
             if not curves:
                 continue
-            length = max(len(c) for c in curves)
+            length = max(longest if len(c) == 1 else len(c) for c in curves)  # uniform: one point, drawn flat
             padded = np.array([c + [c[-1]] * (length - len(c)) for c in curves])
             steps = np.arange(1, length + 1)
             axis.plot(steps, padded.mean(axis=0), label=f"{agent} ({len(curves)} seed{'s' * (len(curves) > 1)})")
