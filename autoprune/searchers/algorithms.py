@@ -6,11 +6,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from autoprune.errors import UserError
 from autoprune.evaluation import Result
-from autoprune.searchers.base import Searcher
+from autoprune.searchers.base import Searcher, SearcherSettings
 from autoprune.searchers.space import SearchSpace
 
 
@@ -42,10 +42,9 @@ class AnnealSearcher(Searcher):
 
     name = "anneal"
 
-    class Settings(BaseModel):
+    class Settings(SearcherSettings):
         """Simulated annealing's hyper-parameters (documented in agents/anneal.yaml)."""
 
-        model_config = ConfigDict(extra="forbid")
         start_temperature: float = Field(0.05, gt=0)
         cooling: float = Field(0.97, gt=0, lt=1)
         step: float = Field(0.15, gt=0)

@@ -17,10 +17,14 @@ from autoprune.evaluation import Result
 from autoprune.searchers.space import SearchSpace
 
 
-class NoSettings(BaseModel):
-    """A searcher without hyper-parameters."""
+class SearcherSettings(BaseModel):
+    """Base of every searcher's hyper-parameters: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class NoSettings(SearcherSettings):
+    """A searcher without hyper-parameters."""
 
 
 class Searcher(ABC):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy.stats import truncnorm
 from stable_baselines3 import DDPG
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -23,7 +23,7 @@ from stable_baselines3.common.logger import configure
 
 from autoprune.env import CompressionEnv
 from autoprune.evaluation import Result
-from autoprune.searchers.base import PrivateRandomState, Searcher
+from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings
 from autoprune.searchers.space import SearchSpace
 
 
@@ -56,10 +56,9 @@ class DDPGSearcher(Searcher):
 
     name = "ddpg"
 
-    class Settings(BaseModel):
+    class Settings(SearcherSettings):
         """AMC's hyper-parameters (documented in agents/ddpg.yaml)."""
 
-        model_config = ConfigDict(extra="forbid")
         warmup_episodes: int = Field(50, ge=0)
         noise_sigma: float = Field(0.5, gt=0)
         noise_decay: float = Field(0.95, gt=0, le=1)

@@ -10,11 +10,11 @@ from typing import Literal
 
 import numpy as np
 from deap import base, creator, tools
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from autoprune.errors import UserError
 from autoprune.evaluation import Result
-from autoprune.searchers.base import PrivateRandomState, Searcher
+from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings
 from autoprune.searchers.space import SearchSpace
 
 with warnings.catch_warnings():  # DEAP warns when a class is created twice (module reloads in tests)
@@ -28,10 +28,9 @@ class GeneticSearcher(Searcher):
 
     name = "ga"
 
-    class Settings(BaseModel):
+    class Settings(SearcherSettings):
         """The GA's hyper-parameters (documented in agents/ga.yaml)."""
 
-        model_config = ConfigDict(extra="forbid")
         population: int = Field(20, ge=2)
         elite: int = Field(2, ge=0)
         tournament: int = Field(3, ge=1)

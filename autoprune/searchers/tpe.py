@@ -8,10 +8,10 @@ import warnings
 from collections.abc import Sequence
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from autoprune.evaluation import Result
-from autoprune.searchers.base import Searcher
+from autoprune.searchers.base import Searcher, SearcherSettings
 from autoprune.searchers.space import SearchSpace
 
 
@@ -20,10 +20,9 @@ class TPESearcher(Searcher):
 
     name = "tpe"
 
-    class Settings(BaseModel):
+    class Settings(SearcherSettings):
         """TPE's hyper-parameters (documented in agents/tpe.yaml)."""
 
-        model_config = ConfigDict(extra="forbid")
         startup_trials: int = Field(20, ge=1)
         ei_candidates: int = Field(24, ge=1)
         multivariate: bool = True
