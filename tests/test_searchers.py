@@ -49,6 +49,26 @@ def test_ga_keeps_its_elite_and_never_re_evaluates_it(setup) -> None:
     assert best_per_generation == sorted(best_per_generation)  # elitism: the best never gets worse
 
 
+def test_anneal_runs_one_chain_per_worker(setup) -> None:
+    space, evaluator = setup
+    anneal = make_searcher("anneal", space, seed=1)
+    first = anneal.ask(3)
+    assert first[0] == space.project(space.uniform(1.0))  # every chain starts from uniform or its neighbour
+    anneal.tell(first, [evaluator(p) for p in first])
+    assert [chain[0] for chain in anneal.chains] == first
+    for _ in range(4):
+        before = [chain[0] for chain in anneal.chains]
+        moves = anneal.ask(3)
+        results = [evaluator(p) for p in moves]
+        anneal.tell(moves, results)
+        for i, (policy, result) in enumerate(zip(moves, results, strict=True)):
+            assert anneal.chains[i][0] in (before[i], policy)  # a chain moves only to its own proposal
+            if anneal.chains[i][0] == policy:
+                assert anneal.chains[i][1] == result.reward
+    single = make_searcher("anneal", space, seed=1)
+    assert single.ask(1) == [first[0]]  # one worker: the classic single chain, from uniform
+
+
 def test_ddpg_explores_then_learns_from_shared_episode_rewards(setup) -> None:
     space, evaluator = setup
     ddpg = make_searcher("ddpg", space, seed=0, warmup_episodes=3, batch_size=8)

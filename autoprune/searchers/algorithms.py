@@ -37,8 +37,9 @@ class RandomSearcher(Searcher):
 
 class AnnealSearcher(Searcher):
     """Simulated annealing over feasible policies: Gaussian moves projected onto the budget, Metropolis
-    acceptance on the reward, geometric cooling. `ask(n)` proposes n neighbours of the current policy; the best
-    of them competes for acceptance."""
+    acceptance on the reward, geometric cooling. The first batch starts one chain per policy asked for (the
+    uniform policy and its neighbours); each later batch moves every chain one step, so n workers run n chains
+    side by side and one worker runs the classic single chain."""
 
     name = "anneal"
 
@@ -58,14 +59,14 @@ class AnnealSearcher(Searcher):
         self.cooling = self.settings.cooling
         self.step = self.settings.step
         self.min_step = self.settings.min_step
-        self.current: list[float] | None = None
-        self.current_reward = -math.inf
+        self.chains: list[tuple[list[float], float]] = []  # each chain's current policy and its reward
 
     def ask(self, n: int) -> list[list[float]]:
-        if self.current is None:  # start from the uniform policy, then its neighbours
-            first = [self.space.project(self.space.uniform(1.0))]
-            return first + [self._neighbour(first[0]) for _ in range(n - 1)]
-        return [self._neighbour(self.current) for _ in range(n)]
+        if not self.chains:  # start from the uniform policy, then its neighbours
+            first = self.space.project(self.space.uniform(1.0))
+            return [first] + [self._neighbour(first) for _ in range(n - 1)]
+        best = max(self.chains, key=lambda chain: chain[1])[0]  # more asked than chains: extra moves from the best
+        return [self._neighbour(self.chains[i][0] if i < len(self.chains) else best) for i in range(n)]
 
     def _neighbour(self, policy: Sequence[float]) -> list[float]:
         moved = np.asarray(policy) + self.rng.normal(0.0, self.step, self.space.size)
@@ -74,11 +75,17 @@ class AnnealSearcher(Searcher):
     def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
         if not results:
             return
-        best = max(range(len(results)), key=lambda i: results[i].reward)
-        reward = results[best].reward
-        accept = (self.current is None or reward >= self.current_reward
-                  or self.rng.random() < math.exp((reward - self.current_reward) / self.temperature))
-        if accept:
-            self.current, self.current_reward = list(policies[best]), reward
+        if not self.chains:
+            self.chains = [(list(p), r.reward) for p, r in zip(policies, results, strict=True)]
+        else:
+            for i, (policy, result) in enumerate(zip(policies, results, strict=True)):
+                if i >= len(self.chains):
+                    self.chains.append((list(policy), result.reward))
+                elif self._accept(result.reward, self.chains[i][1]):
+                    self.chains[i] = (list(policy), result.reward)
         self.temperature *= self.cooling
         self.step = max(self.min_step, self.step * self.cooling)
+
+    def _accept(self, reward: float, current: float) -> bool:
+        """Metropolis: always uphill, downhill with probability exp(Δ/T)."""
+        return reward >= current or self.rng.random() < math.exp((reward - current) / self.temperature)
