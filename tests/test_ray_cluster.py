@@ -1,6 +1,7 @@
 """A real two-node Ray cluster on this machine (`ray start --head` on 127.0.0.1 plus a second `ray start
 --address` with its own resources): `autoprune search --address` runs on it, one node's raylet is killed
-mid-search, and the search still finishes with every evaluation in the store exactly once."""
+mid-search, and the search still finishes with every evaluation in the store exactly once; with every worker on
+the lost node the run stops with a message and `--resume` finishes it once a node is back."""
 
 from __future__ import annotations
 
@@ -45,46 +46,88 @@ def ray_cli(*args: str) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-@pytest.fixture()
-def two_node_cluster():
-    """Head and worker node on loopback, one CPU each; every Ray process is stopped afterwards."""
-    address = f"127.0.0.1:{free_port()}"
+def add_node(address: str, cpus: int) -> int:
+    """`ray start --address` a node with `cpus` CPUs on loopback; returns its raylet's pid."""
     before = raylets()
-    try:
+    ray_cli("start", "--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
+            "--resources", '{"second_node": 1}', "--disable-usage-stats")
+    (raylet,) = raylets() - before
+    return raylet
+
+
+@pytest.fixture()
+def start_cluster():
+    """Starts a head and a worker node on loopback (CPUs as asked); every Ray process is stopped afterwards."""
+
+    def start(head_cpus: int, worker_cpus: int) -> tuple[str, int]:
+        address = f"127.0.0.1:{free_port()}"
         ray_cli("start", "--head", "--node-ip-address", "127.0.0.1", "--port", address.split(":")[1],
-                "--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats")
-        head = raylets() - before
-        ray_cli("start", "--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                "--resources", '{"second_node": 1}', "--disable-usage-stats")
-        worker = raylets() - before - head
-        assert len(head) == 1 and len(worker) == 1
-        yield address, worker.pop()
+                "--num-cpus", str(head_cpus), "--include-dashboard", "false", "--disable-usage-stats")
+        return address, add_node(address, worker_cpus)
+
+    try:
+        yield start
     finally:
         subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=180, env=CLUSTER_ENV)
 
 
-def test_search_survives_losing_a_node(two_node_cluster, tmp_path: Path) -> None:
-    address, worker_raylet = two_node_cluster
-    out = tmp_path / "run"
-    evals = 16
-    process = subprocess.Popen(
+def search(address: str, out: Path, evals: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "autoprune.cli", "search", "--data", "digits", "--budget", "0.5flops", "--agent",
-         "random", "--evals", str(evals), "--workers", "2", "--address", address, "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLUSTER_ENV)
-    store = out / "store.sqlite"
+         "random", "--evals", str(evals), "--workers", "2", "--address", address, "--out", str(out), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**CLUSTER_ENV, "AUTOPRUNE_WORKER_START_TIMEOUT": "60"})  # also how long a run waits with no worker
+
+
+def wait_for_rows(process: subprocess.Popen, store: Path, rows: int) -> None:
+    """Block until the run has stored `rows` evaluations (the search must still be running then)."""
     deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:  # kill the second node once work is under way
+    while time.time() < deadline and process.poll() is None:
         try:
-            if store.is_file() and len(sqlite3.connect(store).execute("SELECT 1 FROM evaluations").fetchall()) >= 3:
+            if store.is_file() and len(sqlite3.connect(store).execute("SELECT 1 FROM evaluations").fetchall()) >= rows:
                 break
         except sqlite3.OperationalError:
             pass
         time.sleep(0.05)
     assert process.poll() is None, process.communicate()
+
+
+def stored_hashes(store: Path) -> list[str]:
+    return [h for (h,) in sqlite3.connect(store).execute("SELECT policy_hash FROM evaluations")]
+
+
+def test_search_survives_losing_a_node(start_cluster, tmp_path: Path) -> None:
+    address, worker_raylet = start_cluster(head_cpus=1, worker_cpus=1)
+    out, evals = tmp_path / "run", 40
+    process = search(address, out, evals)
+    wait_for_rows(process, out / "store.sqlite", 3)  # kill the second node once work is under way
     os.kill(worker_raylet, signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
-    hashes = [h for (h,) in sqlite3.connect(store).execute("SELECT policy_hash FROM evaluations")]
+    assert "a Ray worker was lost" in stderr  # the dead node's evaluation was noticed and run again
+    hashes = stored_hashes(out / "store.sqlite")
     assert len(hashes) == len(set(hashes)) == evals  # every evaluation exactly once
     best = json.loads((out / "best.json").read_text())
     assert best["slim"]["macs"] <= 0.5 * best["dense"]["macs"]
+
+
+def test_losing_every_worker_stops_the_run_and_resume_finishes_it(start_cluster, tmp_path: Path) -> None:
+    address, worker_raylet = start_cluster(head_cpus=0, worker_cpus=2)  # all workers live on the second node
+    out, evals = tmp_path / "run", 40
+    process = search(address, out, evals)
+    wait_for_rows(process, out / "store.sqlite", 3)
+    os.kill(worker_raylet, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 2, stderr[-3000:]
+    message = stderr.strip().splitlines()[-1]
+    assert "all Ray workers were lost" in message and "--resume" in message and "Traceback" not in stderr
+    kept = stored_hashes(out / "store.sqlite")
+    assert 3 <= len(kept) < evals and not (out / "best.json").exists()
+
+    add_node(address, cpus=2)  # the cluster comes back
+    resumed = search(address, out, evals, "--resume")
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-3000:]
+    hashes = stored_hashes(out / "store.sqlite")
+    assert hashes[: len(kept)] == kept and len(hashes) == len(set(hashes)) == evals  # nothing lost or repeated
+    assert (out / "best.json").is_file()

@@ -26,6 +26,22 @@ from autoprune.evaluation import Evaluator, Result
 from autoprune.runtime.local import Job
 
 START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, receiving the evaluator)
+START_TIMEOUT_VARIABLE = "AUTOPRUNE_WORKER_START_TIMEOUT"
+
+
+def worker_start_timeout() -> float:
+    """Seconds a worker may take to start, also how long a run with every worker lost waits for a replacement:
+    START_TIMEOUT_S, or $AUTOPRUNE_WORKER_START_TIMEOUT (say, longer for clusters that scale up on demand)."""
+    text = os.environ.get(START_TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return START_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise UserError(f"{START_TIMEOUT_VARIABLE}={text!r} is not a positive number of seconds; set it to, say, 120")
+    return seconds
 
 
 def start_or_join_ray(address: str | None, cpus: int) -> bool:
@@ -85,6 +101,7 @@ class RayRuntime:
     def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1) -> None:
         if workers < 1:
             raise UserError(f"--workers must be at least 1, got {workers}")
+        self._start_timeout = worker_start_timeout()
         self._owns_ray = start_or_join_ray(address, workers)
         self.workers = workers
         self.lost = 0  # evaluations re-run because their worker died
@@ -103,7 +120,7 @@ class RayRuntime:
     def _await_started(self, min_ready: int) -> None:
         """Wait until at least `min_ready` new actors are up (all of them at start-up)."""
         refs = list(self._starting)
-        ready, _ = ray.wait(refs, num_returns=min(min_ready, len(refs)), timeout=START_TIMEOUT_S)
+        ready, _ = ray.wait(refs, num_returns=min(min_ready, len(refs)), timeout=self._start_timeout)
         for ref in ready:
             actor = self._starting.pop(ref)
             try:
@@ -114,7 +131,7 @@ class RayRuntime:
         if len(ready) < min_ready:
             cpus = ray.cluster_resources().get("CPU", 0)
             self.close()
-            raise UserError(f"only {len(ready)} of {min_ready} Ray workers started within {START_TIMEOUT_S:.0f} s "
+            raise UserError(f"only {len(ready)} of {min_ready} Ray workers started within {self._start_timeout:g} s "
                             f"(the cluster has {cpus:g} CPUs, each worker needs 1); lower --workers or add nodes")
 
     def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
@@ -165,14 +182,14 @@ class RayRuntime:
 
     def _await_replacement(self, idle: list) -> None:
         if self._starting:
-            ready, _ = ray.wait(list(self._starting), num_returns=1, timeout=START_TIMEOUT_S)
+            ready, _ = ray.wait(list(self._starting), num_returns=1, timeout=self._start_timeout)
             if ready:
                 self._adopt_started(idle)
                 if idle:
                     return
         self.close()
-        raise UserError("all Ray workers were lost and none could be restarted; every finished evaluation is in "
-                        "the store: bring the cluster back and rerun with --resume")
+        raise UserError(f"all Ray workers were lost and none restarted within {self._start_timeout:g} s; every "
+                        "finished evaluation is in the store: bring the cluster back and rerun with --resume")
 
     def close(self) -> None:
         """Stop the actors, and the local Ray instance if this runtime started it."""
