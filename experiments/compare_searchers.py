@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ ROWS = RESULTS / "compare_runs"
 AGENTS = ("uniform", "random", "anneal", "ga", "tpe", "ddpg")
 GRID = (("resnet20", "0.25flops", (0, 1, 2)), ("resnet20", "0.5flops", (0,)), ("mobilenetv2", "0.25flops", (0,)))
 FINETUNE_LR = 0.01
+QUIET_LOAD = 2.6  # one search keeps the 2 cores busy (load about 2); more means another job shared them
 FINETUNE_IMAGES = 10_000  # a short fine-tune: 79 SGD steps per epoch; a full epoch for 30 rows does not fit here
 
 
@@ -59,8 +61,13 @@ def run_searcher(model: str, budget: str, agent: str, seed: int, evals: int, epo
     config = ExperimentConfig(model=model, budget=budget, agent=agent, seed=seed, evals=evals, out=str(out))
     resumed = (out / STORE_NAME).is_file()
     prepared = prepare_search(config, resume=resumed)
-    start, last = time.perf_counter(), [time.perf_counter()]
-    report = execute_search(prepared, on_result=lambda *_: last.__setitem__(0, time.perf_counter()))
+    start, last, loads = time.perf_counter(), [time.perf_counter()], []
+
+    def on_result(*_) -> None:
+        last[0] = time.perf_counter()
+        loads.append(os.getloadavg()[0])  # this search alone keeps about 2 cores busy; more means others ran too
+
+    report = execute_search(prepared, on_result=on_result)
     wall = last[0] - start  # the search loop only, not the final report's test-set passes
     results = TrialStore(out / STORE_NAME).results()
     curve, best = [], -np.inf
@@ -78,7 +85,16 @@ def run_searcher(model: str, budget: str, agent: str, seed: int, evals: int, epo
             "finetune_epochs": epochs, "finetune_seconds": round(time.perf_counter() - start, 1),
             "search_wall_seconds": round(wall, 1), "resumed": resumed,
             "evals_per_minute": round(len(results) / (wall / 60), 1) if not resumed else None,
-            "best_so_far": curve}
+            "load_average": round(statistics.mean(loads), 2) if loads else None,
+            **overhead(results, wall if not resumed else None), "best_so_far": curve}
+
+
+def overhead(results: list, wall: float | None) -> dict:
+    """Time spent outside evaluations (ask/tell, network updates, store writes): the search loop's wall time
+    less the evaluations' own wall times, as a share of the loop."""
+    evaluating = sum(r.wall_time for r in results)
+    share = None if not wall else round(max(0.0, 1 - evaluating / wall), 4)
+    return {"evaluation_seconds": round(evaluating, 1), "non_evaluation_share": share}
 
 
 def torch_pruning_global(model: str, budget: str, seed: int, epochs: int) -> dict:
@@ -122,6 +138,21 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def shared_mark(row: dict, value: float | None) -> str:
+    return "—" if value is None else f"{value}{' †' if row['timings_from_shared_machine'] else ''}"
+
+
+def backfill_overhead(path: Path) -> None:
+    """Rows recorded before the overhead column get it from their run's store, where that is still on disk."""
+    row = json.loads(path.read_text())
+    store = Path("runs/compare") / path.stem / STORE_NAME
+    if "non_evaluation_share" in row or row["search_wall_seconds"] is None or not store.is_file():
+        return
+    wall = None if row.get("resumed") else row["search_wall_seconds"]
+    row.update(overhead(TrialStore(store).results(), wall))
+    path.write_text(json.dumps(row) + "\n")
+
+
 def summarise(rows: list[dict], command: str) -> None:
     """Aggregate per (model, budget, agent) over seeds; write the JSON, the markdown table and the plots."""
     groups: dict[tuple, list[dict]] = {}
@@ -129,9 +160,12 @@ def summarise(rows: list[dict], command: str) -> None:
         groups.setdefault((row["model"], row["budget"], row["agent"]), []).append(row)
     table = []
     for (model, budget, agent), members in groups.items():
-        walls = [r["search_wall_seconds"] for r in members
-                 if r["search_wall_seconds"] is not None and not r.get("resumed")]  # a resumed run's wall is partial
-        rates = [r["evals_per_minute"] for r in members if r.get("evals_per_minute")]
+        timed = [r for r in members if r["search_wall_seconds"] is not None and not r.get("resumed")]
+        quiet = [r for r in timed if r.get("load_average") is not None and r["load_average"] <= QUIET_LOAD]
+        shared = bool(timed) and not quiet  # timings only from runs that had the machine alone, where there are any
+        walls = [r["search_wall_seconds"] for r in (quiet or timed)]  # a resumed run's wall is partial
+        rates = [r["evals_per_minute"] for r in (quiet or timed)]
+        shares = [r["non_evaluation_share"] for r in timed if r.get("non_evaluation_share") is not None]
         table.append({
             "model": model, "budget": budget, "agent": agent, "seeds": sorted(r["seed"] for r in members),
             "evaluations": members[0]["evaluations"],
@@ -141,6 +175,8 @@ def summarise(rows: list[dict], command: str) -> None:
             "flops_ratio": round(statistics.mean(r["flops_ratio"] for r in members), 4),
             "search_wall_seconds": round(statistics.mean(walls), 1) if walls else None,
             "evals_per_minute": round(statistics.mean(rates), 1) if rates else None,
+            "timings_from_shared_machine": shared,
+            "non_evaluation_share": round(max(shares), 4) if shares else None,
         })
     order = {a: i for i, a in enumerate(AGENTS)}
     table.sort(key=lambda r: (r["model"], r["budget"], order.get(r["agent"], 99)))
@@ -150,13 +186,17 @@ def summarise(rows: list[dict], command: str) -> None:
         ["Best held-out score (2,000 held-out training images, BN recalibrated, no fine-tune) and test accuracy",
          f"of the best policy before and after the same fine-tune ({FINETUNE_IMAGES:,} training images per",
          "epoch, SGD lr 0.01 cosine); mean ± std over seeds. Uniform needs one evaluation; its seeds",
-         "differ in the recalibration batches and the fine-tune. Wall time is the search loop alone; other jobs",
-         "shared this 2-core machine while most rows ran, so timings are not comparable between rows."],
+         "differ in the recalibration batches and the fine-tune. Wall time is the search loop alone, averaged",
+         f"over the seeds that ran with the machine to themselves (1-minute load average ≤ {QUIET_LOAD});",
+         "† marks timings taken while other jobs shared this 2-core machine (not comparable between rows).",
+         "Non-eval share: the largest share, over seeds, of the loop's wall time spent outside evaluations",
+         "(ask/tell, network updates, store writes)."],
         ["model", "budget", "agent", "seeds", "evals", "best held-out", "test before FT", "test after FT", "MACs",
-         "search wall (s)", "evals/min"],
+         "search wall (s)", "evals/min", "non-eval share"],
         [[r["model"], r["budget"], r["agent"], len(r["seeds"]), r["evaluations"], r["best_heldout"],
-          r["test_before_finetune"], r["test_after_finetune"], f"{r['flops_ratio']:.3f}", r["search_wall_seconds"],
-          r["evals_per_minute"]] for r in table])
+          r["test_before_finetune"], r["test_after_finetune"], f"{r['flops_ratio']:.3f}",
+          shared_mark(r, r["search_wall_seconds"]), shared_mark(r, r["evals_per_minute"]),
+          "—" if r["non_evaluation_share"] is None else f"{r['non_evaluation_share']:.1%}"] for r in table])
     for model, budget in {(r["model"], r["budget"]) for r in rows}:
         figure, axis = plt.subplots(figsize=(7, 4.5))
         longest = max(len(r["best_so_far"]) for r in rows if (r["model"], r["budget"]) == (model, budget))
@@ -197,6 +237,8 @@ def main() -> None:
     jobs = [(model, budget, "peer", 0) for model, budget, _ in grid]
     for seed in range(args.max_seeds):  # seed 0 of every setting first, so a cut-short run covers them all
         jobs += [(model, budget, agent, seed) for model, budget, seeds in grid if seed in seeds for agent in agents]
+    for path in sorted(ROWS.glob("*.json")):
+        backfill_overhead(path)
     for model, budget, agent, seed in jobs:
         path = ROWS / f"{model}-{budget}-{agent}-s{seed}.json"
         if path.is_file():
