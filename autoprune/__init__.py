@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["search"]
+__all__ = ["export", "finetune", "load", "report", "search"]
 
 
 def search(*args, **kwargs):
@@ -10,3 +10,36 @@ def search(*args, **kwargs):
     from autoprune.api import search as _search
 
     return _search(*args, **kwargs)
+
+
+def load(path, model=None):
+    """A slim model saved by autoprune (slim.pt, finetuned.pt, `export --format torch`), loaded with
+    weights_only=True; see autoprune.models.slim_checkpoint.load."""
+    from autoprune.models.slim_checkpoint import load as _load
+
+    return _load(path, model)
+
+
+def finetune(run_dir, epochs: int = 5, **settings):
+    """Fine-tune a finished run's best slim model; see autoprune.finetuning.finetune_run."""
+    from pathlib import Path
+
+    from autoprune.finetuning import finetune_run
+
+    return finetune_run(Path(run_dir), epochs, **settings)
+
+
+def export(run_dir, fmt: str = "torch", **settings):
+    """Export a finished run's slim model (torch, onnx or torchscript), checked; see autoprune.exporting.export_run."""
+    from pathlib import Path
+
+    from autoprune.exporting import export_run
+
+    return export_run(Path(run_dir), fmt, **settings)
+
+
+def report(run_dir):
+    """Re-create a run's report.md and figures; see autoprune.reports.write_run_report."""
+    from autoprune.reports import write_run_report
+
+    return write_run_report(run_dir)

@@ -7,6 +7,7 @@ leaves nothing half-written.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -26,15 +27,16 @@ from autoprune.engine import Analysis, analyse, count_cost, measure_latency
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
 from autoprune.evaluation.evaluator import Metric, Reward
+from autoprune.finetuning import FinetuneOutcome, finetune, save_finetuned
 from autoprune.models import example_input, load_model
+from autoprune.models.slim_checkpoint import save_slim
+from autoprune.reports import write_run_report
+from autoprune.rundir import BEST_NAME, SLIM_NAME, STORE_NAME, TORCHSCRIPT_NAME
 from autoprune.runtime import make_runtime
 from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
 from autoprune.searchers.screening import Screening
-from autoprune.training import accuracy
-
-STORE_NAME = "store.sqlite"
 
 
 @dataclass
@@ -56,9 +58,10 @@ class SearchReport:
     """The outcome of a search: the best result, its slim model, and where the run was written."""
 
     best: Result
-    model: nn.Module
+    model: nn.Module  # fine-tuned when finetune_epochs was set
     run_dir: Path | None
     summary: dict[str, Any]
+    finetune: FinetuneOutcome | None = None
 
 
 def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, data: DataBundle | None = None,
@@ -145,11 +148,14 @@ def execute_search(prepared: PreparedSearch,
 
 
 def finish_search(prepared: PreparedSearch, best: Result) -> SearchReport:
-    """Build the best slim model, measure dense and slim on held-out and test data, write best.json and model.pt."""
+    """Build the best slim model, measure dense and slim on held-out and test data, fine-tune it if asked, and
+    write the run's files (best.json, slim.pt, model.pt, finetuned.pt, report.md)."""
     analysis, evaluator, data = prepared.analysis, prepared.evaluator, prepared.data
     slim = evaluator.build(best.policy)
+    slim_before = copy.deepcopy(slim) if prepared.config.finetune_epochs else slim
     x = analysis.example_input
-    test = data.loader("test", batch_size=500)
+    test = list(data.loader("test", batch_size=500))
+    default_metric = evaluator.metric is top1_accuracy  # then the test score is top-1 accuracy
     dense_cost, slim_cost = count_cost(analysis.model, x), count_cost(slim, x)
     summary = {
         "budget": str(prepared.space.budget), "agent": prepared.config.agent, "seed": prepared.config.seed,
@@ -160,19 +166,40 @@ def finish_search(prepared: PreparedSearch, best: Result) -> SearchReport:
         "dense": {"macs": dense_cost.macs, "flops": dense_cost.flops, "params": dense_cost.params,
                   "latency_s": measure_latency(analysis.model, x),
                   "heldout_score": evaluator.metric(analysis.model, evaluator.heldout),
-                  "test_accuracy": accuracy(analysis.model, test)},
+                  "test_score": evaluator.metric(analysis.model, test)},
         "slim": {"macs": slim_cost.macs, "flops": slim_cost.flops, "params": slim_cost.params,
                  "latency_s": measure_latency(slim, x), "heldout_score": best.score,
-                 "test_accuracy": accuracy(slim, test)},
+                 "test_score": evaluator.metric(slim, test)},
         "settings": prepared.run_settings,
     }
+    for side in ("dense", "slim"):  # under the default metric the test score is the test accuracy
+        summary[side]["test_accuracy"] = summary[side]["test_score"] if default_metric else None
+    tuned = None
+    if prepared.config.finetune_epochs:
+        teacher = analysis.model if prepared.config.distill else None
+        tuned = finetune(slim, data, prepared.config.finetune_epochs, lr=prepared.config.finetune_lr, teacher=teacher,
+                         seed=prepared.config.seed)
     if prepared.run_dir is not None:
-        _write_atomically(prepared.run_dir / "best.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
-        with warnings.catch_warnings():  # TorchScript is deprecated upstream, yet loads without our code path
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(slim.eval(), x)
-            _write_atomically(prepared.run_dir / "model.pt", lambda p: torch.jit.save(traced, str(p)))
-    return SearchReport(best, slim, prepared.run_dir, summary)
+        _write_run_files(prepared, summary, slim_before, tuned, slim)
+    return SearchReport(best, slim, prepared.run_dir, summary, tuned)
+
+
+def _write_run_files(prepared: PreparedSearch, summary: dict[str, Any], best_model: nn.Module,
+                     tuned: FinetuneOutcome | None, tuned_model: nn.Module) -> None:
+    """best.json, slim.pt (autoprune.load), model.pt (TorchScript), the fine-tune's files, and the report."""
+    run_dir, data, x = prepared.run_dir, prepared.data, prepared.analysis.example_input
+    meta = {"model": prepared.config.model, "weights": prepared.config.weights, "data": data.name,
+            "in_channels": data.in_channels, "num_classes": data.num_classes, "image_size": data.image_size,
+            "budget": summary["budget"], "policy": summary["policy"]}
+    _write_atomically(run_dir / BEST_NAME, lambda p: p.write_text(json.dumps(summary, indent=2)))
+    save_slim(run_dir / SLIM_NAME, best_model, meta)
+    with warnings.catch_warnings():  # TorchScript is deprecated upstream, yet loads without our code path
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(best_model.eval(), x)
+        _write_atomically(run_dir / TORCHSCRIPT_NAME, lambda p: torch.jit.save(traced, str(p)))
+    if tuned is not None:
+        save_finetuned(run_dir, tuned_model, meta, tuned)
+    write_run_report(run_dir)
 
 
 def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:

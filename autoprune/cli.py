@@ -176,6 +176,10 @@ def search(
     = None,
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (HOST:PORT or auto) instead of "
                                                      "starting a local one")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(help="after the search, fine-tune the best model this many "
+                                                             "epochs (default 0)")] = None,
+    distill: Annotated[bool | None, typer.Option("--distill", help="fine-tune with distillation from the dense "
+                                                                   "model")] = None,
 ) -> None:
     """Search a per-group pruning policy that meets the budget with the best held-out accuracy."""
     from autoprune.api import execute_search, prepare_search
@@ -184,7 +188,8 @@ def search(
     overrides = {"budget": budget, "model": model, "weights": str(weights) if weights else None, "data": data,
                  "data_dir": str(data_dir) if data_dir else None, "agent": agent, "space": space, "evals": evals,
                  "seed": seed, "out": str(out) if out else None, "finetune_steps": finetune_steps,
-                 "screen_images": screen_images, "workers": workers, "address": address}
+                 "screen_images": screen_images, "workers": workers, "address": address,
+                 "finetune_epochs": finetune_epochs, "distill": distill}
     settings = load_experiment(str(config) if config else None, overrides)
     if settings.out is None:
         settings.out = f"runs/{settings.model}-{settings.budget}-{settings.agent}-s{settings.seed}"
@@ -210,8 +215,59 @@ def sweep(
     settings = load_sweep(config)
     report = run_sweep(settings, workers=workers, address=address, resume=resume,
                        on_finished=lambda point, done, total: console.print(f"[{done}/{total}] {point.name} done"))
-    console.print(f"{len(report.rows)} searches; summary: {report.markdown}, {report.csv}; "
-                  f"Pareto plot: {report.pareto_plot}")
+    console.print(f"{len(report.rows)} searches; report: {report.report} (summary {report.markdown}, "
+                  f"{report.csv}; Pareto plot {report.pareto_plot})")
+
+
+RunDirArg = Annotated[Path, typer.Argument(help="run directory of a finished search (its --out)")]
+
+
+@app.command()
+def finetune(
+    run_dir: RunDirArg,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 5,
+    lr: Annotated[float, typer.Option(min=1e-6, help="peak SGD learning rate (cosine schedule)")] = 0.01,
+    distill: Annotated[bool, typer.Option("--distill", help="knowledge distillation from the dense model")] = False,
+    images: Annotated[int | None, typer.Option(min=1, help="training images per epoch (default: all)")] = None,
+    data_dir: DataDirOpt = None,
+    seed: int = 0,
+) -> None:
+    """Fine-tune a run's best slim model; keeps the epoch with the best held-out score (finetuned.pt)."""
+    from rich.console import Console
+
+    from autoprune.finetuning import finetune_run
+
+    console = Console()
+    outcome = finetune_run(run_dir, epochs, lr=lr, distill=distill, data_dir=str(data_dir) if data_dir else None,
+                           images=images, seed=seed, on_epoch=lambda e, loss, held: console.print(
+                               f"epoch {e + 1}/{epochs}  loss {loss:.4f}  held-out accuracy {held:.4f}"))
+    console.print(f"test accuracy {outcome.test_before:.4f} -> {outcome.test_after:.4f} (kept epoch "
+                  f"{outcome.best_epoch}, held-out {outcome.best_heldout:.4f}); wrote {run_dir / 'finetuned.pt'}")
+
+
+@app.command()
+def export(
+    run_dir: RunDirArg,
+    fmt: Annotated[str, typer.Option("--format", help="torch, onnx or torchscript")] = "torch",
+    out: Annotated[Path | None, typer.Option(help="file to write (default RUN_DIR/export/...)")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Export a run's slim model (fine-tuned if it was) and check the file against it: MACs and outputs."""
+    from rich.console import Console
+
+    from autoprune.exporting import export_run
+
+    check = export_run(run_dir, fmt, data_dir=str(data_dir) if data_dir else None, out=out)
+    Console().print(f"wrote {check.path} ({fmt}): {check.macs / 1e6:.2f} M MACs as the model; outputs on 16 test "
+                    f"images within {check.max_abs_difference:.1e}")
+
+
+@app.command()
+def report(run_dir: RunDirArg) -> None:
+    """Re-create a run's report.md and its figures from its store and best.json."""
+    from autoprune.reports import write_run_report
+
+    print(f"wrote {write_run_report(run_dir)}")
 
 
 def _run_with_progress(prepared, execute):
@@ -243,14 +299,18 @@ def _print_report(report) -> None:
     console.print(groups)
     dense, slim = summary["dense"], summary["slim"]
     table = Table(title="dense vs slim")
-    for column in ("", "MACs", "params", "latency (ms)", "held-out score", "test accuracy"):
+    for column in ("", "MACs", "params", "latency (ms)", "held-out score", "test score"):
         table.add_column(column)
     for label, row in (("dense", dense), ("slim", slim)):
         table.add_row(label, f"{row['macs'] / 1e6:.2f} M", f"{row['params'] / 1e6:.3f} M",
-                      f"{row['latency_s'] * 1e3:.2f}", f"{row['heldout_score']:.4f}", f"{row['test_accuracy']:.4f}")
+                      f"{row['latency_s'] * 1e3:.2f}", f"{row['heldout_score']:.4f}", f"{row['test_score']:.4f}")
     console.print(table)
+    if report.finetune is not None:
+        tuned = report.finetune
+        console.print(f"fine-tuned {tuned.epochs} epochs: test accuracy {tuned.test_before:.4f} -> "
+                      f"{tuned.test_after:.4f}")
     console.print(f"slim/dense MACs {slim['macs'] / dense['macs']:.3f}; run directory: {report.run_dir} "
-                  "(store.sqlite, best.json, model.pt: load with torch.jit.load)")
+                  "(report.md, best.json, store.sqlite, slim.pt: autoprune.load, model.pt: torch.jit.load)")
 
 
 def main() -> None:

@@ -41,6 +41,9 @@ class ExperimentConfig(BaseModel):
     heldout_images: int = Field(2000, ge=1)
     recalibration_batches: int = Field(8, ge=0)
     finetune_steps: int = Field(0, ge=0)
+    finetune_epochs: int = Field(0, ge=0)  # after the search: fine-tune the best slim model this many epochs
+    finetune_lr: float = Field(0.01, gt=0)
+    distill: bool = False  # fine-tune with knowledge distillation from the dense model
     screen_images: int = Field(0, ge=0)  # multi-fidelity screening slice (0: off)
     screen_eta: float = Field(3.0, gt=1)  # only the top 1/eta of screening scores get the full held-out split
     screen_warmup: int = Field(10, ge=1)  # candidates always scored in full before screening starts

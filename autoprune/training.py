@@ -34,6 +34,14 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
     return correct / max(total, 1)
 
 
+def distillation_loss(logits: Tensor, teacher: nn.Module, x: Tensor, temperature: float) -> Tensor:
+    """KL(teacher || student) on outputs softened by `temperature`, times temperature² (gradient scale)."""
+    with torch.no_grad():
+        target = F.log_softmax(teacher.eval()(x) / temperature, dim=1)
+    student = F.log_softmax(logits / temperature, dim=1)
+    return F.kl_div(student, target, reduction="batchmean", log_target=True) * temperature**2
+
+
 def train(
     model: nn.Module,
     data: DataBundle,
@@ -44,11 +52,17 @@ def train(
     seed: int = 0,
     on_epoch: Callable[[int, float, float], None] | None = None,
     images: int | None = None,
+    teacher: nn.Module | None = None,
+    distill_weight: float = 0.7,
+    temperature: float = 4.0,
 ) -> nn.Module:
     """Train in place with SGD (Nesterov), cosine-annealed learning rate and label smoothing 0.1.
 
     `on_epoch(epoch, train_loss, heldout_accuracy)` is called after each epoch. `images` limits each epoch to
-    the training split's first that many images (the split is already shuffled), for short fine-tunes.
+    the training split's first that many images (the split is already shuffled), for short fine-tunes. With a
+    `teacher` (the dense model), the loss mixes in knowledge distillation (Hinton et al.): `distill_weight` times
+    the KL divergence between softened outputs at `temperature` (scaled by its square), plus the rest times the
+    labels' cross-entropy.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -70,7 +84,10 @@ def train(
         for x, y in loader:
             if data.augment:
                 x = augment_batch(x, generator)
-            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+            if teacher is not None:
+                loss = (1 - distill_weight) * loss + distill_weight * distillation_loss(logits, teacher, x, temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

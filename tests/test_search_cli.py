@@ -136,7 +136,9 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
         assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (extra, done.stderr)
     assert not (tmp_path / "fresh").exists() and not any(workdir.iterdir())  # nothing half-written
     assert not Path("/tmp/xq").exists()  # the malicious pickle never ran
-    assert sorted(p.name for p in started.iterdir()) == ["best.json", "model.pt", "optuna.db", "store.sqlite"]
+    assert sorted(p.name for p in started.iterdir()) == [  # the earlier run is untouched
+        "best.json", "candidates.png", "channels.png", "model.pt", "optuna.db", "progress.png", "report.md", "slim.pt",
+        "store.sqlite"]
 
 
 def test_api_reward_returning_nan_stops_with_a_clear_error(trained_digits_resnet, digits, tmp_path: Path) -> None:

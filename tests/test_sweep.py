@@ -38,6 +38,11 @@ def test_sweep_runs_the_grid_reports_it_and_resumes(tmp_path: Path) -> None:
     for row in rows:
         assert float(row["macs_ratio"]) <= float(row["budget"].removesuffix("flops")) and row["evaluations"] == "3"
     assert (out / "pareto.png").stat().st_size > 0 and "Pareto" in (out / "summary.md").read_text()
+    report = (out / "report.md").read_text()  # the sweep's report links every search's own report
+    assert "![Pareto plot](pareto.png)" in report
+    for row in rows:
+        link = f"{Path(row['run_dir']).name}/report.md"
+        assert f"]({link})" in report and (out / link).is_file()
 
     # "interrupt": one search loses its result; the others must not run again
     (out / "resnet20-0.3flops-anneal-s1" / "best.json").unlink()

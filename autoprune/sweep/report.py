@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoprune.reports.pareto import pareto_front
 from autoprune.sweep.config import SweepConfig, SweepPoint
 
 COLUMNS = ("model", "budget", "agent", "seed", "evaluations", "heldout_score", "test_accuracy", "dense_test_accuracy",
@@ -24,6 +26,7 @@ class SweepReport:
     markdown: Path
     csv: Path
     pareto_plot: Path
+    report: Path
 
 
 def collect_rows(config: SweepConfig, grid: list[SweepPoint]) -> list[dict[str, Any]]:
@@ -43,14 +46,9 @@ def collect_rows(config: SweepConfig, grid: list[SweepPoint]) -> list[dict[str, 
     return rows
 
 
-def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows no other row beats on both MACs (fewer) and test accuracy (higher), by increasing MACs."""
-    front, best = [], -1.0
-    for row in sorted(rows, key=lambda r: (r["macs"], -r["test_accuracy"])):
-        if row["test_accuracy"] > best:
-            front.append(row)
-            best = row["test_accuracy"]
-    return front
+def accuracy_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows no other row beats on both MACs (fewer) and test accuracy (higher), by increasing MACs."""
+    return pareto_front(rows, lambda r: r["macs"], lambda r: r["test_accuracy"])
 
 
 def write_report(rows: list[dict[str, Any]], out: Path) -> SweepReport:
@@ -64,25 +62,29 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> SweepReport:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    front = {id(r) for r in pareto_front(rows)}
+    front = {id(r) for r in accuracy_front(rows)}
     lines = ["# Sweep summary", "", "Best policy of each search: held-out score, test accuracy (no fine-tune), cost. "
              "Rows marked * are on the Pareto front (test accuracy against MACs).", "",
              "| " + " | ".join(COLUMNS[:-1]) + " | pareto |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join(str(row[c]) for c in COLUMNS[:-1]) + f" | {'*' if id(row) in front else ''} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
+    runs = [f"- [{Path(r['run_dir']).name}]({os.path.relpath(Path(r['run_dir']) / 'report.md', out)})" for r in rows]
+    (out / "report.md").write_text("\n".join([*lines, "", "![Pareto plot](pareto.png)", "",
+                                               "## Each search's report", "", *runs]) + "\n")
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for agent in sorted({r["agent"] for r in rows}):
         mine = [r for r in rows if r["agent"] == agent]
         axis.scatter([r["macs"] / 1e6 for r in mine], [r["test_accuracy"] for r in mine], label=agent, alpha=0.8)
-    ordered = pareto_front(rows)
+    ordered = accuracy_front(rows)
     axis.step([r["macs"] / 1e6 for r in ordered], [r["test_accuracy"] for r in ordered], where="post", color="black",
               linewidth=1, label="Pareto front")
     axis.set_xlabel("MACs (millions)")
-    axis.set_ylabel("test accuracy of the best policy")
+    axis.set_ylabel("test accuracy of the best policy (no fine-tune)")
+    axis.set_title(f"Sweep: {len(rows)} searches, test accuracy against MACs")
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
     figure.savefig(out / "pareto.png", dpi=110)
     plt.close(figure)
-    return SweepReport(rows, out / "summary.md", out / "summary.csv", out / "pareto.png")
+    return SweepReport(rows, out / "summary.md", out / "summary.csv", out / "pareto.png", out / "report.md")

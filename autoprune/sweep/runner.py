@@ -15,10 +15,9 @@ import ray
 from ray.exceptions import RayTaskError
 
 from autoprune.errors import UserError
+from autoprune.rundir import STORE_NAME
 from autoprune.sweep.config import SweepConfig, SweepPoint, point_config, points
 from autoprune.sweep.report import SweepReport, collect_rows, write_report
-
-STORE_NAME = "store.sqlite"
 
 
 @ray.remote(num_cpus=1)

@@ -1,0 +1,142 @@
+"""Export a slim model as a safe PyTorch checkpoint (state dict + layer sizes, `autoprune.load`), ONNX or
+TorchScript, and check each export against the model: same MACs, outputs equal within a tolerance."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autoprune.engine import count_cost
+from autoprune.errors import UserError
+from autoprune.models.slim_checkpoint import load, save_slim
+
+FORMATS = {"torch": "model_state.pt", "onnx": "model.onnx", "torchscript": "model_torchscript.pt"}
+TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportCheck:
+    """What was written and how it compares with the model it came from."""
+
+    format: str
+    path: Path
+    macs: int
+    model_macs: int
+    max_abs_difference: float
+
+    @property
+    def matches(self) -> bool:
+        return self.macs == self.model_macs and self.max_abs_difference <= TOLERANCE
+
+
+def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, meta: dict[str, Any]) -> ExportCheck:
+    """Write `model` in `fmt` to `path` and check the file against it on `images`; raises UserError on a
+    mismatch (and removes the file, so nothing wrong is left behind)."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    model = model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    example = images[:1]
+    macs = count_cost(model, example).macs
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        if fmt == "torch":
+            save_slim(tmp, model, meta)
+            loaded = load(tmp)
+            exported_macs, outputs = count_cost(loaded, example).macs, _run_torch(loaded, images)
+        elif fmt == "torchscript":
+            with warnings.catch_warnings():  # TorchScript is deprecated upstream, yet still what many servers load
+                warnings.simplefilter("ignore")
+                torch.jit.save(torch.jit.trace(model, example), str(tmp))
+                loaded = torch.jit.load(str(tmp))
+            exported_macs, outputs = _traced_macs(loaded, example), _run_torch(loaded, images)
+            macs = _traced_macs(model, example)  # counted the same way on both sides
+        else:
+            _write_onnx(model, example, tmp)
+            exported_macs, outputs = onnx_macs(tmp), _run_onnx(tmp, images)
+        check = ExportCheck(fmt, path, exported_macs, macs, float(np.abs(outputs - expected).max()))
+        if not check.matches:
+            raise UserError(f"the {fmt} export does not match the model (MACs {exported_macs:,} vs {macs:,}, largest "
+                            f"output difference {check.max_abs_difference:.2e}); please report this model")
+        tmp.replace(path)
+        return check
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _run_torch(model, images: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return model(images).numpy()
+
+
+def _traced_macs(model, example: torch.Tensor) -> int:
+    """MACs from PyTorch's FLOP counter (works on TorchScript modules, where forward hooks do not)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(example)
+    return counter.get_total_flops() // 2
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """torch.onnx's exporter (torch.export based), with a dynamic batch dimension."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
+                                    dynamic_shapes=({0: batch},), verbose=False)
+    program.save(str(path))
+
+
+def _run_onnx(path: Path, images: torch.Tensor) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+
+
+def onnx_macs(path: Path) -> int:
+    """MACs per sample of an ONNX graph's Conv, Gemm and MatMul nodes, from its inferred shapes: counted on the
+    file itself, so it shows what ships."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    graph = shape_inference.infer_shapes(onnx.load(str(path))).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in
+              [*graph.value_info, *graph.output, *graph.input]}
+    weights = {i.name: numpy_helper.to_array(i).shape for i in graph.initializer}
+    total = 0
+    for node in graph.node:
+        out = shapes.get(node.output[0])
+        if node.op_type == "Conv" and out:
+            total += int(np.prod(out[1:])) * int(np.prod(weights[node.input[1]][1:]))
+        elif node.op_type in ("Gemm", "MatMul") and out:
+            weight = weights.get(node.input[1])
+            transposed = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+            inner = (weight[1] if transposed else weight[0]) if weight is not None else shapes[node.input[1]][0]
+            total += int(np.prod(out[1:])) * int(inner)
+    return total
+
+
+def export_run(run_dir: Path, fmt: str, data_dir: str | None = None, out: Path | None = None) -> ExportCheck:
+    """Export a finished run's latest slim model (fine-tuned if it was) to run_dir/export/ (or `out`), checked
+    against it on 16 test images of the run's data."""
+    from autoprune.data import load_data
+    from autoprune.models import load_checkpoint
+    from autoprune.rundir import EXPORT_DIR, model_path, read_summary
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    read_summary(run_dir)
+    source = model_path(run_dir)
+    model, (_, meta) = load(source), load_checkpoint(source)
+    images, _ = next(iter(load_data(meta["data"], data_dir).loader("test", batch_size=16)))
+    return export_model(model, fmt, out or run_dir / EXPORT_DIR / FORMATS[fmt], images, meta)
