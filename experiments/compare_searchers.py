@@ -165,7 +165,8 @@ def summarise(rows: list[dict], command: str) -> None:
         shared = bool(timed) and not quiet  # timings only from runs that had the machine alone, where there are any
         walls = [r["search_wall_seconds"] for r in (quiet or timed)]  # a resumed run's wall is partial
         rates = [r["evals_per_minute"] for r in (quiet or timed)]
-        shares = [r["non_evaluation_share"] for r in timed if r.get("non_evaluation_share") is not None]
+        shares = [r["non_evaluation_share"] for r in timed  # uniform's single evaluation says nothing of it
+                  if r.get("non_evaluation_share") is not None and r["evaluations"] > 1]
         table.append({
             "model": model, "budget": budget, "agent": agent, "seeds": sorted(r["seed"] for r in members),
             "evaluations": members[0]["evaluations"],

@@ -70,6 +70,16 @@ def test_anneal_beats_or_matches_uniform(setup, tmp_path: Path) -> None:
 QUICK = {"ga": {"population": 4, "elite": 1}, "tpe": {"startup_trials": 3}, "ddpg": {"warmup_episodes": 2}}
 
 
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_same_seed_gives_the_same_search(setup, tmp_path: Path, name: str) -> None:
+    space, evaluator = setup
+    runs = [run_search(make_searcher(name, space, seed=11, **QUICK.get(name, {})), evaluator,
+                       TrialStore(tmp_path / f"{i}.sqlite"), 8, batch_size=2) for i in range(2)]
+    assert runs[0].best.policy == runs[1].best.policy and runs[0].best.score == runs[1].best.score
+    assert [r.policy for r in TrialStore(tmp_path / "0.sqlite").results()] == [
+        r.policy for r in TrialStore(tmp_path / "1.sqlite").results()]
+
+
 @pytest.mark.parametrize("name", ["anneal", "ga", "tpe", "ddpg"])
 def test_resume_replays_without_losing_or_repeating_evaluations(setup, tmp_path: Path, name: str) -> None:
     space, evaluator = setup
