@@ -55,6 +55,7 @@ def train(
     teacher: nn.Module | None = None,
     distill_weight: float = 0.7,
     temperature: float = 4.0,
+    on_step: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Train in place with SGD (Nesterov), cosine-annealed learning rate and label smoothing 0.1.
 
@@ -62,7 +63,8 @@ def train(
     the training split's first that many images (the split is already shuffled), for short fine-tunes. With a
     `teacher` (the dense model), the loss mixes in knowledge distillation (Hinton et al.): `distill_weight` times
     the KL divergence between softened outputs at `temperature` (scaled by its square), plus the rest times the
-    labels' cross-entropy.
+    labels' cross-entropy. `on_step(step)` runs before each training step (0, 1, ...): pruning schedules hook in
+    there.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -78,10 +80,14 @@ def train(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    taken = 0  # training steps so far
     for epoch in range(epochs):
         model.train()
         total_loss, batches = 0.0, 0
         for x, y in loader:
+            if on_step is not None:
+                on_step(taken)
+            taken += 1
             if data.augment:
                 x = augment_batch(x, generator)
             logits = model(x)

@@ -53,6 +53,41 @@ def magnitude_prune(model: nn.Module, targets: Mapping[str, float] | float) -> N
         torch_prune.l1_unstructured(layer, "weight", amount=max(0, wanted - masked))
 
 
+def level_prune(model: nn.Module, targets: Mapping[str, float] | float) -> None:
+    """Distiller's level pruner: each layer at exactly its target sparsity (see magnitude_prune)."""
+    magnitude_prune(model, targets)
+
+
+def threshold_prune(model: nn.Module, thresholds: Mapping[str, float] | float) -> None:
+    """Mask every weight with |w| below the layer's threshold, in place (one value for all conv/linear layers,
+    or {layer name: threshold}); earlier masks stay."""
+    layers = prunable_layers(model)
+    plan = dict.fromkeys(layers, float(thresholds)) if isinstance(thresholds, int | float) else dict(thresholds)
+    for name, threshold in plan.items():
+        if name not in layers:
+            raise UserError(f"no conv or linear layer named {name!r}; see `autoprune info` for layer names")
+        if not threshold >= 0:
+            raise UserError(f"threshold for {name!r} must be 0 or more, got {threshold}")
+        layer = layers[name]
+        torch_prune.custom_from_mask(layer, "weight", layer.weight.detach().abs() >= threshold)
+
+
+class SensitivityPruner:
+    """Distiller's sensitivity pruner: threshold = s × the standard deviation of the layer's weights, the
+    deviations measured once on the dense model (at construction), so repeated pruning keeps its scale."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.stds = {name: float(layer.weight.detach().std()) for name, layer in prunable_layers(model).items()}
+
+    def prune(self, model: nn.Module, sensitivities: Mapping[str, float] | float) -> None:
+        plan = (dict.fromkeys(self.stds, float(sensitivities)) if isinstance(sensitivities, int | float)
+                else dict(sensitivities))
+        unknown = sorted(set(plan) - set(self.stds))
+        if unknown:
+            raise UserError(f"no conv or linear layer named {unknown[0]!r}; see `autoprune info` for layer names")
+        threshold_prune(model, {name: s * self.stds[name] for name, s in plan.items()})
+
+
 def make_permanent(model: nn.Module) -> None:
     """Fold masks into the weights (drops weight_orig/weight_mask); zeros stay, masks stop applying."""
     for layer in prunable_layers(model).values():
