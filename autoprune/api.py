@@ -24,6 +24,7 @@ from autoprune.budget import Budget
 from autoprune.config import ExperimentConfig, SpaceConfig, load_agent_config, load_space, validated
 from autoprune.data import DataBundle, load_data
 from autoprune.engine import Analysis, analyse, count_cost, measure_latency
+from autoprune.engine.data_criteria import DATA_CRITERIA
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
 from autoprune.evaluation.evaluator import Metric, Reward
@@ -82,8 +83,10 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
         model, _ = load_model(config.model, bundle.in_channels, bundle.num_classes, bundle.name, config.weights,
                               require_weights=True)
     model.eval()
+    batches = (list(bundle.loader("train", batch_size=64, limit=64 * space_config.criterion_batches))
+               if space_config.criterion in DATA_CRITERIA else None)  # apoz, mean_activation, taylor
     analysis = analyse(model, example_input(bundle.in_channels, bundle.image_size), criterion=space_config.criterion,
-                       round_to=space_config.round_to)
+                       round_to=space_config.round_to, batches=batches)
     space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep)
     agent_config = {**load_agent_config(config.agent), **config.agent_config}
     searcher = make_searcher(config.agent, space, config.seed, **agent_config)

@@ -34,6 +34,8 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="checkpoint file to write")] = Path("checkpoint.pt"),
+    bn_l1: Annotated[float, typer.Option(min=0.0, help="network slimming: L1 penalty on BatchNorm gammas "
+                                                       "(e.g. 1e-4)")] = 0.0,
 ) -> None:
     """Train a model and save a checkpoint holding its test accuracy."""
     import torch
@@ -53,11 +55,12 @@ def train(
     def report(epoch: int, loss: float, held: float) -> None:
         console.print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  held-out accuracy {held:.4f}")
 
-    fit(net, bundle, epochs, lr=lr, batch_size=batch_size, seed=seed, on_epoch=report)
+    fit(net, bundle, epochs, lr=lr, batch_size=batch_size, seed=seed, on_epoch=report, bn_l1=bn_l1)
     test_acc = accuracy(net, bundle.loader("test", batch_size=512))
     meta = {"model": model, "data": bundle.name, "in_channels": bundle.in_channels,
             "num_classes": bundle.num_classes, "image_size": bundle.image_size, "epochs": epochs, "lr": lr,
-            "batch_size": batch_size, "seed": seed, "test_accuracy": test_acc, "torch": str(torch.__version__)}
+            "batch_size": batch_size, "seed": seed, "bn_l1": bn_l1, "test_accuracy": test_acc,
+            "torch": str(torch.__version__)}
     save_checkpoint(out, net, meta)
     console.print(f"test accuracy {test_acc:.4f}; saved {out}")
 
@@ -90,7 +93,8 @@ def list_models() -> None:
 def info(
     model: ModelOpt = "resnet20",
     data: DataOpt = "fashion-mnist",
-    criterion: Annotated[str, typer.Option(help="channel ranking: l1, l2, fpgm, bn_scale, random")] = "l1",
+    criterion: Annotated[str, typer.Option(help="channel ranking: l1, l2, fpgm, bn_scale, slim, random (data "
+                                                "criteria apoz, mean_activation, taylor: see `prune`)")] = "l1",
 ) -> None:
     """Show a model's prunable channel groups and its per-layer MACs and parameters."""
     from rich.console import Console
@@ -217,6 +221,86 @@ def sweep(
                        on_finished=lambda point, done, total: console.print(f"[{done}/{total}] {point.name} done"))
     console.print(f"{len(report.rows)} searches; report: {report.report} (summary {report.markdown}, "
                   f"{report.csv}; Pareto plot {report.pareto_plot})")
+
+
+def _parse_targets(text: str | None) -> float | dict[str, float] | None:
+    """`0.8` for every layer, or `layers.0.conv1=0.5,fc=0.2` per layer."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        return {name.strip(): float(value) for name, value in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise UserError(f"--targets {text!r} is not a number or LAYER=VALUE,...; e.g. 0.8 or conv1=0.5,fc=0.2"
+                        ) from None
+
+
+@app.command()
+def prune(
+    out: Annotated[Path, typer.Option(help="file for the pruned model")],
+    model: ModelOpt = "resnet20",
+    weights: WeightsOpt = None,
+    data: DataOpt = "fashion-mnist",
+    data_dir: DataDirOpt = None,
+    pruner: Annotated[str | None, typer.Option(help="filter, slim (structured, need --budget); level, threshold, "
+                                                    "sensitivity (element-wise, need --targets)")] = None,
+    targets: Annotated[str | None, typer.Option(help="sparsity, threshold or sensitivity: 0.8 or "
+                                                     "LAYER=VALUE,...")] = None,
+    budget: Annotated[str | None, typer.Option(help="structured pruners: e.g. 0.5flops")] = None,
+    criterion: Annotated[str, typer.Option(help="filter ranking: l1, l2, fpgm, bn_scale, random, apoz, "
+                                                "mean_activation, taylor")] = "l1",
+    schedule: Annotated[Path | None, typer.Option(help="element-wise schedule YAML (one_shot, iterative, agp, "
+                                                       "lottery)")] = None,
+    epochs: Annotated[int, typer.Option(min=0, help="fine-tune epochs after pruning")] = 0,
+    lr: Annotated[float, typer.Option(min=1e-6)] = 0.01,
+    images: Annotated[int | None, typer.Option(min=1, help="training images per epoch (default: all)")] = None,
+    seed: int = 0,
+) -> None:
+    """Prune a trained model with one pruner or a schedule; write it, its per-layer table and test accuracy."""
+    import csv
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from autoprune.data import load_data
+    from autoprune.models import load_model, save_checkpoint
+    from autoprune.models.slim_checkpoint import save_slim
+    from autoprune.pruning import prune_model
+    from autoprune.schedules import load_schedule
+
+    if out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a directory; give a file path such as {str(out / 'pruned.pt')!r}")
+    plan = load_schedule(schedule) if schedule else None
+    parsed_targets = _parse_targets(targets)
+    if plan is None and pruner is None:
+        raise UserError("give --pruner (with --targets or --budget) or --schedule FILE")
+    bundle = load_data(data, data_dir)
+    net, _ = load_model(model, bundle.in_channels, bundle.num_classes, bundle.name, weights, require_weights=True)
+    console = Console()
+    outcome = prune_model(net, bundle, pruner, parsed_targets, budget, criterion, plan, epochs, lr, images, seed,
+                          on_epoch=lambda e, loss, held: console.print(f"epoch {e + 1}  loss {loss:.4f}  "
+                                                                       f"held-out accuracy {held:.4f}"))
+    meta = {"model": model, "data": bundle.name, "in_channels": bundle.in_channels,
+            "num_classes": bundle.num_classes, "image_size": bundle.image_size, "pruner": pruner or "schedule",
+            "test_accuracy": outcome.test_finetuned if outcome.test_finetuned is not None else outcome.test_pruned,
+            "sparsity": outcome.sparsity, "macs_ratio": outcome.macs_ratio}
+    (save_slim if outcome.structured else save_checkpoint)(out, outcome.model, meta)
+    table_path = out.with_name(out.stem + "_layers.csv")
+    with open(table_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(outcome.layers[0]))
+        writer.writeheader()
+        writer.writerows(outcome.layers)
+    table = Table(title=f"{model} pruned ({pruner or schedule})")
+    for column in outcome.layers[0]:
+        table.add_column(column)
+    for row in outcome.layers:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    tuned = "" if outcome.test_finetuned is None else f", after {epochs} fine-tune epochs {outcome.test_finetuned:.4f}"
+    console.print(f"test accuracy: dense {outcome.test_dense:.4f}, pruned {outcome.test_pruned:.4f}{tuned}; MACs "
+                  f"{outcome.macs_ratio:.3f} of dense, weight sparsity {outcome.sparsity:.3f}; wrote {out} "
+                  f"({'autoprune.load' if outcome.structured else '--weights'}) and {table_path}")
 
 
 RunDirArg = Annotated[Path, typer.Argument(help="run directory of a finished search (its --out)")]

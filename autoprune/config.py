@@ -22,6 +22,7 @@ class SpaceConfig(BaseModel):
     max_keep: float = Field(1.0, gt=0, le=1)
     round_to: int = Field(1, ge=1)
     criterion: str = "l1"
+    criterion_batches: int = Field(8, ge=1)  # training batches of 64 images that data criteria are measured on
 
 
 class ExperimentConfig(BaseModel):

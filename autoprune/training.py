@@ -42,6 +42,14 @@ def distillation_loss(logits: Tensor, teacher: nn.Module, x: Tensor, temperature
     return F.kl_div(student, target, reduction="batchmean", log_target=True) * temperature**2
 
 
+def add_bn_l1_gradient(model: nn.Module, strength: float) -> None:
+    """The subgradient of strength × Σ|gamma| over BatchNorm scales, added to their gradients (Liu et al. 2017)."""
+    for module in model.modules():
+        scale = getattr(module, "weight", None) if isinstance(module, nn.modules.batchnorm._BatchNorm) else None
+        if scale is not None and scale.grad is not None:
+            scale.grad.add_(strength * torch.sign(scale.detach()))
+
+
 def train(
     model: nn.Module,
     data: DataBundle,
@@ -56,6 +64,7 @@ def train(
     distill_weight: float = 0.7,
     temperature: float = 4.0,
     on_step: Callable[[int], None] | None = None,
+    bn_l1: float = 0.0,
 ) -> nn.Module:
     """Train in place with SGD (Nesterov), cosine-annealed learning rate and label smoothing 0.1.
 
@@ -64,7 +73,8 @@ def train(
     `teacher` (the dense model), the loss mixes in knowledge distillation (Hinton et al.): `distill_weight` times
     the KL divergence between softened outputs at `temperature` (scaled by its square), plus the rest times the
     labels' cross-entropy. `on_step(step)` runs before each training step (0, 1, ...): pruning schedules hook in
-    there.
+    there. `bn_l1` adds network slimming's L1 penalty on every BatchNorm scale (gamma), driving unneeded channels'
+    gammas towards zero so `autoprune prune --pruner slim` can remove them.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -96,6 +106,8 @@ def train(
                 loss = (1 - distill_weight) * loss + distill_weight * distillation_loss(logits, teacher, x, temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if bn_l1:
+                add_bn_l1_gradient(model, bn_l1)
             optimizer.step()
             scheduler.step()
             total_loss += loss.item()

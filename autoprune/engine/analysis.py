@@ -4,7 +4,7 @@ each checked by pruning it for real, so that a group we cannot handle is refused
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.engine.criteria import get_criterion, score_group
+from autoprune.engine.data_criteria import DATA_CRITERIA, data_scores
 from autoprune.engine.slim import (
     ChannelGroup,
     LayerEdit,
@@ -72,8 +73,17 @@ class Analysis:
         state["_dependency_graph"], state["_tp_groups"] = None, []
         return state
 
-    def rank(self, criterion: str) -> None:
-        """Re-score every group's channels with another criterion (changes which channels go, not how many)."""
+    def rank(self, criterion: str, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+        """Re-score every group's channels with another criterion (changes which channels go, not how many).
+        Data criteria (apoz, mean_activation, taylor) are measured on `batches` of (x, y)."""
+        if criterion in DATA_CRITERIA:
+            if batches is None:
+                raise UserError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
+            for group, scores in zip(self.groups, data_scores(self.model, self.groups, batches, criterion),
+                                     strict=True):
+                group.importance = scores
+            self.criterion = criterion
+            return
         if len(self._tp_groups) != len(self.groups):
             raise UserError("this analysis was copied to another process without its graph; re-rank the original")
         scorer = get_criterion(criterion)
@@ -90,17 +100,27 @@ def analyse(
     criterion: str = "l1",
     round_to: int = 1,
     ignored_layers: Sequence[nn.Module] = (),
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> Analysis:
-    """Channel groups of `model` traced on `example_input`; output layers and unhandled layers are skipped."""
+    """Channel groups of `model` traced on `example_input`; output layers and unhandled layers are skipped.
+    `batches` (x, y) feed the data criteria (apoz, mean_activation, taylor)."""
+    if criterion in DATA_CRITERIA and batches is None:
+        raise UserError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
+    if criterion not in DATA_CRITERIA:
+        get_criterion(criterion)  # an unknown name fails before tracing
     if round_to < 1:
         raise UserError(f"round_to must be a positive integer, got {round_to}")
     _refuse_unsupported(model)
     was_training = model.training
     model.eval()  # trace without touching BatchNorm statistics
     try:
-        return _analyse_in_eval_mode(model, example_input, criterion, round_to, ignored_layers)
+        analysis = _analyse_in_eval_mode(model, example_input, criterion if criterion not in DATA_CRITERIA else "l1",
+                                         round_to, ignored_layers)
     finally:
         model.train(was_training)
+    if criterion in DATA_CRITERIA:
+        analysis.rank(criterion, batches)
+    return analysis
 
 
 def _analyse_in_eval_mode(model: nn.Module, example_input: torch.Tensor, criterion: str, round_to: int,

@@ -21,6 +21,9 @@ _CRITERIA: dict[str, tuple[Callable[[], Criterion], str]] = {
     "fpgm": (lambda: tp.importance.FPGMImportance(p=2), "distance to the geometric median (He et al. 2019)"),
     "bn_scale": (lambda: tp.importance.BNScaleImportance(), "|gamma| of the BatchNorm after the channel"),
     "random": (lambda: tp.importance.RandomImportance(), "random scores (a baseline)"),
+    "slim": (lambda: tp.importance.BNScaleImportance(),
+             "network slimming (Liu et al. 2017): |gamma| ranked globally by `autoprune prune --pruner slim`; "
+             "train with --bn-l1 to sparsify gamma first"),
 }
 
 
@@ -30,14 +33,16 @@ def register_criterion(name: str, factory: Callable[[], Criterion], description:
 
 
 def criterion_names() -> dict[str, str]:
-    """Every criterion name with a one-line description."""
-    return {name: description for name, (_, description) in _CRITERIA.items()}
+    """Every criterion name with a one-line description, the data-measured ones included."""
+    from autoprune.engine.data_criteria import DATA_CRITERIA
+
+    return {**{name: description for name, (_, description) in _CRITERIA.items()}, **DATA_CRITERIA}
 
 
 def get_criterion(name: str) -> Criterion:
     """A fresh criterion by name."""
     if name not in _CRITERIA:
-        raise UserError(f"unknown criterion {name!r}; use one of {', '.join(_CRITERIA)}")
+        raise UserError(f"unknown criterion {name!r}; use one of {', '.join(criterion_names())}")
     return _CRITERIA[name][0]()
 
 
