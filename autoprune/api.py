@@ -38,6 +38,7 @@ from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_sear
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
 from autoprune.searchers.screening import Screening
+from autoprune.sensitivity import tolerated_keep
 
 
 @dataclass
@@ -87,7 +88,8 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
                if space_config.criterion in DATA_CRITERIA else None)  # apoz, mean_activation, taylor
     analysis = analyse(model, example_input(bundle.in_channels, bundle.image_size), criterion=space_config.criterion,
                        round_to=space_config.round_to, batches=batches)
-    space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep)
+    floors = tolerated_keep(space_config.sensitivity, space_config.tolerance) if space_config.sensitivity else None
+    space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep, group_min_keep=floors)
     agent_config = {**load_agent_config(config.agent), **config.agent_config}
     searcher = make_searcher(config.agent, space, config.seed, **agent_config)
     evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward,

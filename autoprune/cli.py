@@ -303,6 +303,40 @@ def prune(
                   f"({'autoprune.load' if outcome.structured else '--weights'}) and {table_path}")
 
 
+@app.command()
+def sensitivity(
+    model: ModelOpt = "resnet20",
+    weights: WeightsOpt = None,
+    data: DataOpt = "fashion-mnist",
+    data_dir: DataDirOpt = None,
+    sense: Annotated[str, typer.Option(help="filter (channel groups) or element (weights)")] = "filter",
+    levels: Annotated[str, typer.Option(help="sparsity levels START:STOP:STEP or a comma list")] = "0.0:0.95:0.05",
+    criterion: Annotated[str, typer.Option(help="filter ranking (see `autoprune prune`)")] = "l1",
+    heldout_images: Annotated[int, typer.Option(min=1, help="held-out images each point is scored on")] = 2000,
+    out: Annotated[Path, typer.Option(help="directory for sensitivity_<sense>.csv and .png")] = Path("sensitivity"),
+) -> None:
+    """Prune each layer alone at each level and score it: a CSV and a plot; the CSV can bound a search."""
+    from rich.console import Console
+
+    from autoprune.data import load_data
+    from autoprune.models import load_model
+    from autoprune.sensitivity import parse_levels, sensitivity_analysis, write_sensitivity
+
+    if out.is_file():
+        raise UserError(f"--out {str(out)!r} is a file; give a directory")
+    if sense not in ("filter", "element"):
+        raise UserError(f"--sense must be filter or element, got {sense!r}")
+    steps = parse_levels(levels)
+    bundle = load_data(data, data_dir)
+    net, _ = load_model(model, bundle.in_channels, bundle.num_classes, bundle.name, weights, require_weights=True)
+    console = Console()
+    rows = sensitivity_analysis(net, bundle, sense, steps, criterion, heldout_images, on_row=lambda r: console.print(
+        f"{r.layer:<28} sparsity {r.sparsity:.2f}  score {r.score:.4f}  loss {r.loss:.4f}"))
+    table, figure = write_sensitivity(rows, out)
+    hint = f"; bound a search with `sensitivity: {table}` in a search space" if sense == "filter" else ""
+    console.print(f"wrote {table} and {figure}{hint}")
+
+
 RunDirArg = Annotated[Path, typer.Argument(help="run directory of a finished search (its --out)")]
 
 

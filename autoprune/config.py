@@ -23,6 +23,8 @@ class SpaceConfig(BaseModel):
     round_to: int = Field(1, ge=1)
     criterion: str = "l1"
     criterion_batches: int = Field(8, ge=1)  # training batches of 64 images that data criteria are measured on
+    sensitivity: str | None = None  # a filter sensitivity CSV (autoprune sensitivity): raises each group's least keep
+    tolerance: float = Field(0.02, ge=0)  # ... to 1 - its largest level that cost at most this much score
 
 
 class ExperimentConfig(BaseModel):

@@ -76,8 +76,8 @@ class CompressionEnv(gym.Env):
     def wall(self) -> float:
         """The most the current group may keep, given the choices so far and the least for every later group."""
         t = len(self._keeps)
-        later = [self.space.min_keep] * (self.space.size - t - 1)
-        lo, hi = self.space.min_keep, float(self.space.upper[t])
+        later = self.space.lower[t + 1:].tolist()
+        lo, hi = float(self.space.lower[t]), float(self.space.upper[t])
         if self.space.feasible(self._keeps + [hi] + later):
             return hi
         for _ in range(20):
@@ -94,7 +94,7 @@ class CompressionEnv(gym.Env):
     def step(self, action):
         ratio = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], 0.0, self.max_ratio))
         keep = min(1.0 - ratio, self.wall())
-        self._keeps.append(max(keep, self.space.min_keep))
+        self._keeps.append(max(keep, float(self.space.lower[len(self._keeps)])))
         info: dict[str, Any] = {"keep": self._keeps[-1], "requested_keep": 1.0 - ratio}
         if len(self._keeps) < self.space.size:
             return self._observation(), 0.0, False, False, info

@@ -8,7 +8,7 @@ on the built slim model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -21,7 +21,10 @@ from autoprune.errors import UserError
 class SearchSpace:
     """Feasible keep-ratio policies of one analysed model under one budget."""
 
-    def __init__(self, analysis: Analysis, budget: Budget, min_keep: float = 0.05, max_keep: float = 1.0) -> None:
+    def __init__(self, analysis: Analysis, budget: Budget, min_keep: float = 0.05, max_keep: float = 1.0,
+                 group_min_keep: Mapping[str, float] | None = None) -> None:
+        """`group_min_keep` raises the least some groups may keep ({group name: keep ratio}), e.g. from a
+        sensitivity analysis (autoprune.sensitivity.tolerated_keep)."""
         if not 0 < min_keep <= max_keep <= 1:
             raise UserError(f"keep-ratio bounds must satisfy 0 < min_keep <= max_keep <= 1, got {min_keep}, {max_keep}")
         self.analysis = analysis
@@ -30,13 +33,18 @@ class SearchSpace:
         if self.size == 0:
             raise UserError("the model has no prunable channel groups; see `autoprune info` for why")
         self.min_keep, self.max_keep = min_keep, max_keep
+        floors = dict(group_min_keep or {})
+        unknown = sorted(set(floors) - {g.name for g in analysis.groups})
+        if unknown:
+            raise UserError(f"search space bounds name {unknown[0]!r}, which is not a channel group of this model; "
+                            "see `autoprune info` for group names")
+        self.lower = np.array([min(max_keep, max(min_keep, floors.get(g.name, min_keep))) for g in analysis.groups])
         self.costs = PolicyCostModel(analysis)
         x = analysis.example_input
         self._dense_params = count_cost(analysis.model, x).params
         self._dense_latency = measure_latency(analysis.model, x) if budget.limit("latency") else None
         self._check_feasible()
         self.upper = np.array([self._wall(i) for i in range(self.size)])
-        self.lower = np.full(self.size, min_keep)
 
     def fractions(self, policy: Sequence[float]) -> tuple[float, float, float | None]:
         """(FLOPs fraction, params fraction, latency in seconds) of a policy; only what the budget needs is
@@ -80,19 +88,21 @@ class SearchSpace:
         return [float(ratio)] * self.size
 
     def _check_feasible(self) -> None:
-        least = self.uniform(self.min_keep)
+        least = self.lower.tolist()
         if not self.feasible(least):
             flops, params, latency = self.fractions(least)
             smallest = {"flops": f"{flops:.4f}flops", "params": f"{params:.4f}params",
                         "latency": f"{(latency or 0) * 1e3:.3f}ms"}
             limits = ",".join(smallest[c.metric] for c in self.budget.constraints)
-            raise UserError(f"budget {self.budget} is infeasible: even keeping {self.min_keep:g} of every group "
-                            f"gives {limits}; ask for at least that much")
+            least_text = (f"{self.min_keep:g} of every group" if (self.lower == self.min_keep).all()
+                          else "each group's least (sensitivity bounds included)")
+            raise UserError(f"budget {self.budget} is infeasible: even keeping {least_text} gives {limits}; ask for "
+                            "at least that much")
 
     def _wall(self, index: int) -> float:
         """The most group `index` may keep while every other group keeps its least."""
-        policy = self.uniform(self.min_keep)
-        lo, hi = self.min_keep, self.max_keep
+        policy = self.lower.tolist()
+        lo, hi = float(self.lower[index]), self.max_keep
         policy[index] = hi
         if self.feasible(policy):
             return hi
