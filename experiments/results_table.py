@@ -15,7 +15,8 @@ def write_results(stem: str, data: dict[str, Any], title: str, notes: Sequence[s
     """RESULTS/stem.json holds `data`; RESULTS/stem.md the title, `data['command']`, the notes and the table."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
-    lines = [f"# {title}", "", f"Command: `{data['command']}`", "", *notes, "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join("—" if v is None else str(v) for v in row) + " |" for row in rows]
+    lines = [f"# {title}", "", f"Command: `{data['command']}`", "", *notes, ""]
+    if columns:  # without columns the notes carry the tables
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join("—" if v is None else str(v) for v in row) + " |" for row in rows]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")

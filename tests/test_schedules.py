@@ -113,3 +113,10 @@ def test_bad_schedule_files_are_one_line_errors(tmp_path: Path, text: str, messa
     path.write_text(text)
     with pytest.raises(UserError, match=message):
         load_schedule(path)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "experiments" / "schedules")
+                                        .glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_schedule_examples_are_valid(path: Path) -> None:
+    config = load_schedule(path)
+    assert config.schedule in path.read_text() and config.targets > 0
