@@ -256,6 +256,8 @@ def prune(
     lr: Annotated[float, typer.Option(min=1e-6)] = 0.01,
     images: Annotated[int | None, typer.Option(min=1, help="training images per epoch (default: all)")] = None,
     seed: int = 0,
+    criterion_batches: Annotated[int, typer.Option(min=1, help="batches of 64 training images that apoz, "
+                                                               "mean_activation and taylor are measured on")] = 8,
 ) -> None:
     """Prune a trained model with one pruner or a schedule; write it, its per-layer table and test accuracy."""
     import csv
@@ -280,7 +282,8 @@ def prune(
     console = Console()
     outcome = prune_model(net, bundle, pruner, parsed_targets, budget, criterion, plan, epochs, lr, images, seed,
                           on_epoch=lambda e, loss, held: console.print(f"epoch {e + 1}  loss {loss:.4f}  "
-                                                                       f"held-out accuracy {held:.4f}"))
+                                                                       f"held-out accuracy {held:.4f}"),
+                          criterion_batches=criterion_batches)
     meta = {"model": model, "data": bundle.name, "in_channels": bundle.in_channels,
             "num_classes": bundle.num_classes, "image_size": bundle.image_size, "pruner": pruner or "schedule",
             "test_accuracy": outcome.test_finetuned if outcome.test_finetuned is not None else outcome.test_pruned,

@@ -83,7 +83,8 @@ def global_threshold_policy(analysis: Analysis, space) -> list[float]:
 def prune_model(model: nn.Module, data: DataBundle, pruner: str | None = None, targets: Any = None,
                 budget: str | None = None, criterion: str = "l1", schedule: ScheduleConfig | None = None,
                 epochs: int = 0, lr: float = 0.01, images: int | None = None, seed: int = 0,
-                on_epoch: Callable[[int, float, float], None] | None = None) -> PruneOutcome:
+                on_epoch: Callable[[int, float, float], None] | None = None,
+                criterion_batches: int = 8) -> PruneOutcome:
     """Prune `model` (not changed: a copy is pruned) with one pruner or a schedule, then fine-tune `epochs`."""
     import copy
 
@@ -94,9 +95,10 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: str | None = None, t
     if schedule is None and pruner in STRUCTURED:
         if budget is None:
             raise UserError(f"--pruner {pruner} needs --budget, e.g. 0.5flops")
-        pruned, analysis, policy = structured_prune(model, data, pruner, budget, criterion)
+        pruned, analysis, policy = structured_prune(model, data, pruner, budget, criterion, criterion_batches)
         names = {g.name: r for g, r in zip(analysis.groups, policy, strict=True)}
-        layers = [{"group": g.name, "dense_channels": g.channels, "kept_channels": k}
+        layers = [{"group": g.name, "dense_channels": g.channels, "kept_channels": k,
+                   "density": round(k / g.channels, 4)}
                   for g, k in zip(analysis.groups, analysis.kept_channels(policy), strict=True)]
     else:
         if schedule is None:
@@ -110,7 +112,8 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: str | None = None, t
         run_schedule(pruned, data, schedule, seed=seed, on_epoch=on_epoch)
         make_permanent(pruned)
         names, layers = {}, [{"layer": r.name, "params": r.params, "nonzero": r.nonzero,
-                              "sparsity": round(r.sparsity, 4)} for r in sparsity_table(pruned)]
+                              "sparsity": round(r.sparsity, 4), "density": round(1 - r.sparsity, 4)}
+                             for r in sparsity_table(pruned)]
     pruned_test = accuracy(pruned, test)
     tuned = None
     if epochs:
