@@ -10,6 +10,7 @@ to resume it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import socket
@@ -82,7 +83,8 @@ class EvaluatorActor:
 
     def __init__(self, evaluator: Evaluator, threads: int) -> None:
         torch.set_num_threads(threads)  # workers on one machine must not fight over its cores
-        self.evaluator = evaluator
+        # a private copy: tensors read zero-copy from Ray's shared-memory object store evaluated about 5 % slower
+        self.evaluator = copy.deepcopy(evaluator)
 
     def ready(self) -> bool:
         return True
