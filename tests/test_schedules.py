@@ -19,7 +19,12 @@ from autoprune.engine.unstructured import (
 )
 from autoprune.errors import UserError
 from autoprune.schedules import ScheduleConfig, load_schedule, overall_sparsity, run_schedule, runner
-from autoprune.schedules.formulas import agp_sparsity, lottery_round_fraction, lottery_sparsity_after
+from autoprune.schedules.formulas import (
+    agp_sparsity,
+    is_pruning_step,
+    lottery_round_fraction,
+    lottery_sparsity_after,
+)
 
 
 @pytest.fixture()
@@ -55,6 +60,7 @@ def test_agp_curve_is_the_formula() -> None:
         held = 2 + (t - 2) // 2 * 2
         assert values[t] == pytest.approx(0.8 + (0.0 - 0.8) * (1 - (held - 2) / 8) ** 3)
     assert values == sorted(values)  # sparsity never decreases
+    assert [t for t in range(12) if is_pruning_step(t, 1, 8, 3)] == [1, 4, 7, 8]  # the end is always a point
     assert lottery_round_fraction(0.8, 2) == pytest.approx(1 - 0.2**0.5)
     assert lottery_sparsity_after(2, 0.8, 2) == pytest.approx(0.8)
 

@@ -15,8 +15,8 @@ def agp_sparsity(step: int, initial: float, final: float, start: int, end: int, 
 
 
 def is_pruning_step(step: int, start: int, end: int, frequency: int) -> bool:
-    """True at t0, t0 + Δt, ... up to and including `end`."""
-    return start <= step <= end and (step - start) % frequency == 0
+    """True at t0, t0 + Δt, ... before `end`, and at `end` itself (where the final sparsity is reached)."""
+    return step == end or (start <= step < end and (step - start) % frequency == 0)
 
 
 def lottery_round_fraction(final: float, rounds: int) -> float:
