@@ -82,8 +82,9 @@ def test_l1_drops_the_smallest_channels_and_criteria_differ() -> None:
     group = next(g for g in analysis.groups if g.name == "layers.0.conv1")
     assert 5 in group.channels_to_drop(15 / 16)
     choices = {}
+    batches = [(torch.randn(8, *x.shape[1:]), torch.randint(0, 10, (8,))) for _ in range(2)]  # for data criteria
     for name in criterion_names():
-        analysis.rank(name)
+        analysis.rank(name, batches)
         choices[name] = tuple(group.channels_to_drop(0.5))
         assert len(choices[name]) == 8
     assert len(set(choices.values())) > 1

@@ -93,7 +93,7 @@ def wait_for_rows(process: subprocess.Popen, store: Path, rows: int) -> None:
 
 
 def stored_hashes(store: Path) -> list[str]:
-    return [h for (h,) in sqlite3.connect(store).execute("SELECT policy_hash FROM evaluations")]
+    return [h for (h,) in sqlite3.connect(store).execute("SELECT policy_hash FROM evaluations ORDER BY seq")]
 
 
 def test_search_survives_losing_a_node(start_cluster, tmp_path: Path) -> None:
