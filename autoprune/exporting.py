@@ -35,11 +35,16 @@ class ExportCheck:
         return self.macs == self.model_macs and self.max_abs_difference <= TOLERANCE
 
 
+def check_format(fmt: str) -> None:
+    """One-line error for a format we do not export."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
 def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, meta: dict[str, Any]) -> ExportCheck:
     """Write `model` in `fmt` to `path` and check the file against it on `images`; raises UserError on a
     mismatch (and removes the file, so nothing wrong is left behind)."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_format(fmt)
     model = model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -133,8 +138,7 @@ def export_run(run_dir: Path, fmt: str, data_dir: str | None = None, out: Path |
     from autoprune.models import load_checkpoint
     from autoprune.rundir import EXPORT_DIR, model_path, read_summary
 
-    if fmt not in FORMATS:
-        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_format(fmt)
     read_summary(run_dir)
     source = model_path(run_dir)
     model, (_, meta) = load(source), load_checkpoint(source)

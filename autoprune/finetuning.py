@@ -17,7 +17,7 @@ from torch import nn
 from autoprune.data import DataBundle
 from autoprune.engine.unstructured import make_permanent, prunable_layers
 from autoprune.models.slim_checkpoint import load, save_slim
-from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, SLIM_NAME, model_path, read_summary
+from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, read_summary, slim_path
 from autoprune.training import accuracy, train
 
 
@@ -105,9 +105,8 @@ def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = F
     from autoprune.reports import write_run_report
 
     settings = read_summary(run_dir)["settings"]
-    slim_path = run_dir / SLIM_NAME
-    model_path(run_dir)  # a clear error for runs without slim.pt
-    model, (_, meta) = load(slim_path), load_checkpoint(slim_path)
+    source = slim_path(run_dir)
+    model, (_, meta) = load(source), load_checkpoint(source)
     data = load_data(settings["data"], data_dir)
     teacher = None
     if distill:

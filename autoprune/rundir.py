@@ -30,10 +30,14 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"{str(path)!r} is not valid JSON; re-run the search with --resume to rewrite it") from None
 
 
+def slim_path(run_dir: Path) -> Path:
+    """The search's best slim model (slim.pt); a one-line error for runs written without it."""
+    if not (run_dir / SLIM_NAME).is_file():
+        raise UserError(f"{str(run_dir)!r} has no {SLIM_NAME}; it was written by an older autoprune: re-run the "
+                        "search with --resume to write it")
+    return run_dir / SLIM_NAME
+
+
 def model_path(run_dir: Path) -> Path:
     """The run's latest slim model: the fine-tuned one if there is one, else the search's best."""
-    for name in (FINETUNED_NAME, SLIM_NAME):
-        if (run_dir / name).is_file():
-            return run_dir / name
-    raise UserError(f"{str(run_dir)!r} has no {SLIM_NAME}; it was written by an older autoprune: re-run the search "
-                    "with --resume to write it")
+    return run_dir / FINETUNED_NAME if (run_dir / FINETUNED_NAME).is_file() else slim_path(run_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.prune as torch_prune
 from torch import nn
 
 from autoprune.data import DataBundle
@@ -106,14 +107,12 @@ def sensitivity_analysis(model: nn.Module, data: DataBundle, sense: str, levels:
 
 
 def _level_masked(weight: torch.Tensor, level: float) -> torch.Tensor:
-    """`weight` with its smallest-magnitude `level` share set to zero (ties broken by position)."""
+    """`weight` with its smallest-magnitude `level` share set to zero (torch's L1 mask, without hooks: the layer
+    is restored after scoring)."""
     drop = int(round(level * weight.numel()))
     if drop == 0:
         return weight
-    order = weight.abs().flatten().argsort(stable=True)
-    flat = weight.flatten().clone()
-    flat[order[:drop]] = 0
-    return flat.view_as(weight)
+    return weight * torch_prune.L1Unstructured(amount=drop).compute_mask(weight, torch.ones_like(weight))
 
 
 def write_sensitivity(rows: list[SensitivityRow], out: Path) -> tuple[Path, Path]:
