@@ -60,6 +60,7 @@ class GeneticSearcher(Searcher):
         self.population: list = []  # the generation being evaluated (elites carry their fitness over)
         self._pending: list = []  # its individuals not yet asked for
         self._asked: list = []  # asked for, not yet told
+        self._known: dict[tuple, float] = {}  # fitness of every policy told so far: a repeat is never asked again
 
     def _individual(self, policy: Sequence[float]):
         return creator.AutopruneIndividual(self.space.project(policy))
@@ -89,7 +90,12 @@ class GeneticSearcher(Searcher):
                     if not child.fitness.valid:  # repair: onto the bounds and the budget's boundary
                         child[:] = space.project(np.clip(child, space.lower, space.upper))
                 self.population = elites + children
-        self._pending = [i for i in self.population if not i.fitness.valid]
+        self._pending = []
+        for individual in self.population:
+            if not individual.fitness.valid and tuple(individual) in self._known:  # e.g. a crossover that changed
+                individual.fitness.values = (self._known[tuple(individual)],)  # nothing, or a child seen before
+            if not individual.fitness.valid:
+                self._pending.append(individual)
 
     def ask(self, n: int) -> list[list[float]]:
         for _ in range(100):  # a generation of unchanged copies needs no evaluation: breed again
@@ -104,3 +110,11 @@ class GeneticSearcher(Searcher):
         told, self._asked = self._asked[: len(results)], self._asked[len(results):]
         for individual, result in zip(told, results, strict=True):
             individual.fitness.values = (result.reward,)
+            self._known[tuple(individual)] = result.reward
+        waiting = []
+        for individual in self._pending:  # a twin of a told policy, waiting in this generation
+            if tuple(individual) in self._known:
+                individual.fitness.values = (self._known[tuple(individual)],)
+            else:
+                waiting.append(individual)
+        self._pending = waiting
