@@ -24,6 +24,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator, Result
+from autoprune.runtime.allocator import keep_freed_memory
 from autoprune.runtime.local import Job
 
 START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, receiving the evaluator)
@@ -83,6 +84,7 @@ class EvaluatorActor:
 
     def __init__(self, evaluator: Evaluator, threads: int) -> None:
         torch.set_num_threads(threads)  # workers on one machine must not fight over its cores
+        keep_freed_memory()  # else every activation buffer is mmapped and page-faulted anew (allocator.py)
         # a private copy: tensors read zero-copy from Ray's shared-memory object store evaluated about 5 % slower
         self.evaluator = copy.deepcopy(evaluator)
 
