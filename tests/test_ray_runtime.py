@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -53,6 +55,68 @@ def test_one_ray_worker_gives_the_in_process_results(setup, tmp_path: Path) -> N
         runtime.close()
     assert stored(tmp_path / "ray.sqlite") == stored(tmp_path / "local.sqlite")
     assert (remote.best.policy, remote.best.score) == (local.best.policy, local.best.score)
+
+
+class BatchRecordingRuntime:
+    """A real runtime that remembers how many policies each batch handed it."""
+
+    def __init__(self, runtime: RayRuntime) -> None:
+        self.runtime, self.workers, self.batches = runtime, runtime.workers, []
+
+    def evaluate(self, jobs):
+        self.batches.append(len(jobs))
+        return self.runtime.evaluate(jobs)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+@pytest.mark.parametrize("agent", ["random", "ga"])
+def test_searchers_that_propose_without_results_ask_ahead_and_search_the_same(setup, tmp_path: Path,
+                                                                              agent: str) -> None:
+    """random and the GA hand 2 workers more than 2 policies a batch (a freed worker takes the next at once)
+    and still evaluate exactly the policies they propose one at a time in process."""
+    space, evaluator = setup
+    settings = {"ga": {"population": 6, "elite": 1}, "random": {}}[agent]
+    local = run_search(make_searcher(agent, space, seed=3, **settings), evaluator,
+                       TrialStore(tmp_path / "local.sqlite"), 10)
+    runtime = BatchRecordingRuntime(RayRuntime(evaluator, workers=2))
+    try:
+        remote = run_search(make_searcher(agent, space, seed=3, **settings), runtime,
+                            TrialStore(tmp_path / "ray.sqlite"), 10)
+    finally:
+        runtime.close()
+    assert max(runtime.batches) > 2
+    assert sorted(stored(tmp_path / "ray.sqlite")) == sorted(stored(tmp_path / "local.sqlite"))
+    assert (remote.best.policy, remote.best.score) == (local.best.policy, local.best.score)
+
+
+PAGE_FAULTS = """
+import resource, sys, torch
+from autoprune.runtime.allocator import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def forward_like():  # several activation buffers alive at once, then all freed
+    buffers = [torch.ones(2_000_000) for _ in range(4)]
+    return sum(float(b[0]) for b in buffers)
+forward_like()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    forward_like()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def page_faults(mode: str) -> int:
+    done = subprocess.run([sys.executable, "-c", PAGE_FAULTS, mode], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_workers_keep_freed_memory_instead_of_faulting_it_in_again() -> None:
+    """What each Ray worker does at start: freed activation buffers are reused, not handed back to the kernel
+    and page-faulted in again on the next forward pass."""
+    kept, default = page_faults("keep"), page_faults("default")
+    assert default > 10_000 and kept * 20 < default
 
 
 @pytest.mark.parametrize("agent", ["ga", "tpe"])

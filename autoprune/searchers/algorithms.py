@@ -30,6 +30,7 @@ class RandomSearcher(Searcher):
     """Random policies, each projected onto the budget's boundary."""
 
     name = "random"
+    ask_ahead = 4  # proposals ignore results: a batch of 4 per worker keeps every worker busy until its tail
 
     def ask(self, n: int) -> list[list[float]]:
         return [self.space.project(self.rng.uniform(self.space.lower, self.space.upper)) for _ in range(n)]

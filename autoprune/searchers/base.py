@@ -37,6 +37,9 @@ class Searcher(ABC):
 
     name: ClassVar[str] = "searcher"
     Settings: ClassVar[type[BaseModel]] = NoSettings
+    # policies asked per worker in one batch: above 1 only for searchers that would propose the same policies
+    # without the results in between, so a freed worker gets the next policy instead of waiting for the slowest
+    ask_ahead: ClassVar[int] = 1
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings: Any) -> None:
         self.space = space

@@ -27,6 +27,7 @@ class GeneticSearcher(Searcher):
     """A generational GA; `ask` hands out the current generation's unevaluated individuals."""
 
     name = "ga"
+    ask_ahead = 1 << 16  # a generation is bred before any of it is evaluated: hand the whole of it to the workers
 
     class Settings(SearcherSettings):
         """The GA's hyper-parameters (documented in agents/ga.yaml)."""

@@ -1,9 +1,11 @@
 """The search loop: ask the searcher for a batch, evaluate it (or read it back from the store), tell, repeat.
 
-Batches are as large as the runtime has workers. Each result is written to the store the moment it arrives;
-the searcher is told the whole batch in the order it asked, so what it learns does not depend on which worker
-finished first. Resume is deterministic replay: the searcher restarts from its seed and every policy it asks for
-again is answered from the store instantly, so it retraces the interrupted run exactly and then carries on.
+Batches are as large as the runtime has workers (several per worker for searchers that propose the same policies
+without the results in between: the runtime hands each freed worker the next one). Each result is written to the
+store the moment it arrives; the searcher is told the whole batch in the order it asked, so what it learns does not
+depend on which worker finished first. Resume is deterministic replay: the searcher restarts from its seed and
+every policy it asks for again is answered from the store instantly, so it retraces the interrupted run exactly and
+then carries on.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ def run_search(
 ) -> SearchOutcome:
     """Run until `evals` distinct policies have been answered or the searcher is done.
 
-    `evaluator` is an Evaluator (run in this process) or a Runtime; `batch_size` defaults to its workers.
+    `evaluator` is an Evaluator (run in this process) or a Runtime; `batch_size` defaults to its workers (times
+    the searcher's `ask_ahead` when there are several).
     `on_result(result, best_so_far, from_store)` is called after each answer (for progress display). With
     `screening`, candidates are scored on the evaluator's screening slice first (multi-fidelity); only fully
     scored results can become the best.
     """
     runtime: Runtime = evaluator if hasattr(evaluator, "workers") else InProcessRuntime(evaluator)
-    batch = batch_size or runtime.workers
+    batch = batch_size or runtime.workers * (searcher.ask_ahead if runtime.workers > 1 else 1)
     answered = evaluated = stale = 0
     seen: set[str] = set()  # policies answered in this run: a repeat is told again but not counted
     best: Result | None = None
