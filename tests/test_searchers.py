@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from autoprune.env import CompressionEnv
 from autoprune.searchers import AGENTS, TrialStore, make_searcher, run_search, searcher_class
@@ -85,6 +86,20 @@ def test_ddpg_explores_then_learns_from_shared_episode_rewards(setup) -> None:
     ddpg.tell(policies, [evaluator(p) for p in policies])
     assert not all(torch.equal(a, b) for a, b in zip(actor_before, ddpg.agent.actor.parameters(), strict=True))
     assert all(space.feasible(p) for p in policies)
+
+
+def test_ddpg_rolls_out_one_env_per_worker_through_a_vectorised_env(setup) -> None:
+    """ask(3) steps 3 envs of SB3's vectorised env side by side and proposes exactly what 3 asks of one would:
+    a resumed search replays its episodes whatever batch size it had."""
+    space, evaluator = setup
+    together, alone = (make_searcher("ddpg", space, seed=5, warmup_episodes=1, batch_size=8) for _ in range(2))
+    for ddpg in (together, alone):  # past the warm-up and trained once: the actor's means shape the policies
+        policies = ddpg.ask(2)
+        ddpg.tell(policies, [evaluator(p) for p in policies])
+    side_by_side = together.ask(3)
+    assert isinstance(together._vec, DummyVecEnv) and together._vec.num_envs == 3
+    assert side_by_side == [alone.ask(1)[0] for _ in range(3)]
+    assert len({tuple(p) for p in side_by_side}) == 3 and all(space.feasible(p) for p in side_by_side)
 
 
 def test_tpe_study_holds_every_told_result(setup) -> None:

@@ -6,8 +6,9 @@ baseline; one gradient step per layer after each episode. DDPG rather than TD3: 
 few hundred episodes TD3's delayed, twin-critic updates only slow learning down.
 
 stable-baselines3 owns the networks, the replay buffer and the update; we drive the episodes ourselves so that
-they fit ask/tell: `ask(n)` rolls out n episodes with the current actor (the env's clipping keeps each within
-the budget), `tell` stores their transitions with the rewards and trains.
+they fit ask/tell: `ask(n)` rolls out n episodes side by side with the current actor, through SB3's vectorised env
+over n copies of CompressionEnv (one per worker; the env's clipping keeps each within the budget); each episode
+ends on a policy that the runtime's pool evaluates, and `tell` stores the transitions with the rewards and trains.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scipy.stats import truncnorm
 from stable_baselines3 import DDPG
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from autoprune.env import CompressionEnv
 from autoprune.evaluation import Result
@@ -88,38 +90,62 @@ class DDPGSearcher(Searcher):
         self.episodes = 0  # episodes rolled out so far
         self._rewards_seen = 0
         self._asked: list[list[tuple]] = []  # transitions of episodes asked for, not yet told
+        self._vec: DummyVecEnv | None = None
 
-    def _ratio(self, observation: np.ndarray) -> float:
-        """Warm-up: a random pruning ratio. Then the actor's, with truncated-normal noise decaying per episode."""
-        high = self.env.max_ratio
-        if self.episodes < self.settings.warmup_episodes:
-            return float(self.rng.uniform(0.0, high))
-        mean = float(self.agent.predict(observation, deterministic=True)[0][0])
-        sigma = self.settings.noise_sigma * self.settings.noise_decay ** (self.episodes - self.settings.warmup_episodes)
-        a, b = (0.0 - mean) / sigma, (high - mean) / sigma
-        return float(np.clip(truncnorm.rvs(a, b, loc=mean, scale=sigma, random_state=self.rng), 0.0, high))
+    def _vec_env(self, n: int) -> DummyVecEnv:
+        """n copies of CompressionEnv stepped together (SB3's vectorised env): one episode per worker."""
+        if self._vec is None or self._vec.num_envs != n:
+            self._vec = DummyVecEnv([lambda: CompressionEnv(self.space)] * n)
+        return self._vec
 
-    def _episode(self) -> tuple[list[float], list[tuple]]:
-        observation, _ = self.env.reset()
-        transitions, done, info = [], False, {}
-        while not done:
-            ratio = self._ratio(observation)
-            following, _, done, _, info = self.env.step(np.array([ratio], dtype=np.float32))
-            executed = 1.0 - info["keep"]  # what the wall let through is what shaped the outcome
-            transitions.append((observation, following, executed, done))
-            observation = following
-        self.episodes += 1
-        policy = info["policy"]
-        return (self.space.project(policy) if self.settings.fill_budget else policy), transitions
+    def _ratios(self, observations: np.ndarray, uniforms: Sequence[float]) -> list[float]:
+        """Each env's pruning ratio from its uniform draw: random during warm-up, else the actor's with
+        truncated-normal noise (inverse CDF) whose sigma decays with the episode's number. The actor sees one
+        observation at a time: a batched forward pass rounds differently, and replay must be exact."""
+        s, high = self.settings, self.env.max_ratio
+        ratios = []
+        for i, (observation, uniform) in enumerate(zip(observations, uniforms, strict=True)):
+            episode = self.episodes + i
+            if episode < s.warmup_episodes:
+                ratios.append(high * float(uniform))
+                continue
+            mean = float(self.agent.predict(observation, deterministic=True)[0][0])
+            sigma = s.noise_sigma * s.noise_decay ** (episode - s.warmup_episodes)
+            noisy = truncnorm.ppf(uniform, (0.0 - mean) / sigma, (high - mean) / sigma, loc=mean, scale=sigma)
+            ratios.append(float(np.clip(noisy, 0.0, high)))
+        return ratios
+
+    def _episodes(self, n: int) -> list[tuple[list[float], list[tuple]]]:
+        """Roll out n episodes side by side; each ends in a policy for the pool to evaluate (its reward comes
+        with `tell`). Every episode has one step per group, so all end together."""
+        vec = self._vec_env(n)
+        # each episode's draws come from its own stretch of the stream, in episode order: episodes rolled out
+        # together get what they would one after another, so a replay in batches of another size retraces them
+        uniforms = [self.rng.random(self.space.size) for _ in range(n)]
+        observations = vec.reset()
+        transitions: list[list[tuple]] = [[] for _ in range(n)]
+        policies: list[list[float] | None] = [None] * n
+        while any(policy is None for policy in policies):
+            step = len(transitions[0])
+            ratios = self._ratios(observations, [draws[step] for draws in uniforms])
+            following, _, dones, infos = vec.step(np.array(ratios, dtype=np.float32).reshape(n, 1))
+            for i, (done, info) in enumerate(zip(dones, infos, strict=True)):
+                reached = info["terminal_observation"] if done else following[i]  # the vec env resets on done
+                executed = 1.0 - info["keep"]  # what the wall let through is what shaped the outcome
+                transitions[i].append((observations[i], reached, executed, bool(done)))
+                if done:
+                    policies[i] = self.space.project(info["policy"]) if self.settings.fill_budget else info["policy"]
+            observations = following
+        self.episodes += n
+        return list(zip(policies, transitions, strict=True))
 
     def ask(self, n: int) -> list[list[float]]:
-        policies = []
+        if n < 1:
+            return []
         with self._random.active():
-            for _ in range(n):
-                policy, transitions = self._episode()
-                policies.append(policy)
-                self._asked.append(transitions)
-        return policies
+            episodes = self._episodes(n)
+        self._asked.extend(transitions for _, transitions in episodes)
+        return [policy for policy, _ in episodes]
 
     def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
         told, self._asked = self._asked[: len(results)], self._asked[len(results):]
