@@ -89,8 +89,8 @@ def test_ddpg_explores_then_learns_from_shared_episode_rewards(setup) -> None:
 
 
 def test_ddpg_rolls_out_one_env_per_worker_through_a_vectorised_env(setup) -> None:
-    """ask(3) steps 3 envs of SB3's vectorised env side by side and proposes exactly what 3 asks of one would:
-    a resumed search replays its episodes whatever batch size it had."""
+    """ask(3) steps 3 envs of SB3's vectorised env side by side and proposes exactly what 3 asks of one would,
+    so a resumed search retraces the shorter last batch an interrupted run may have asked."""
     space, evaluator = setup
     together, alone = (make_searcher("ddpg", space, seed=5, warmup_episodes=1, batch_size=8) for _ in range(2))
     for ddpg in (together, alone):  # past the warm-up and trained once: the actor's means shape the policies

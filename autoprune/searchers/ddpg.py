@@ -120,7 +120,7 @@ class DDPGSearcher(Searcher):
         with `tell`). Every episode has one step per group, so all end together."""
         vec = self._vec_env(n)
         # each episode's draws come from its own stretch of the stream, in episode order: episodes rolled out
-        # together get what they would one after another, so a replay in batches of another size retraces them
+        # together get what they would one after another, so a resumed run retraces a stop's shorter last batch
         uniforms = [self.rng.random(self.space.size) for _ in range(n)]
         observations = vec.reset()
         transitions: list[list[tuple]] = [[] for _ in range(n)]
