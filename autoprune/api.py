@@ -131,7 +131,8 @@ def execute_search(prepared: PreparedSearch,
                    on_result: Callable[[Result, Result | None, bool], None] | None = None) -> SearchReport:
     """Run the prepared search, writing the store as it goes, then the best model and its report."""
     config = prepared.config
-    runtime = make_runtime(prepared.evaluator, config.workers, config.address)  # before any file: it may fail
+    # before any file is written: starting the runtime may fail
+    runtime = make_runtime(prepared.evaluator, config.workers, config.address, config.dashboard)
     with tempfile.TemporaryDirectory() as scratch:  # the store lives in the run directory, or here if none
         store_dir = prepared.run_dir or Path(scratch)
         store_dir.mkdir(parents=True, exist_ok=True)

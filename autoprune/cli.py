@@ -180,6 +180,8 @@ def search(
     = None,
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (HOST:PORT or auto) instead of "
                                                      "starting a local one")] = None,
+    dashboard: Annotated[bool | None, typer.Option("--dashboard", help="with --workers 2 or more: also start the "
+                                                   "local Ray instance's dashboard, on 127.0.0.1")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(help="after the search, fine-tune the best model this many "
                                                              "epochs (default 0)")] = None,
     distill: Annotated[bool | None, typer.Option("--distill", help="fine-tune with distillation from the dense "
@@ -192,7 +194,7 @@ def search(
     overrides = {"budget": budget, "model": model, "weights": str(weights) if weights else None, "data": data,
                  "data_dir": str(data_dir) if data_dir else None, "agent": agent, "space": space, "evals": evals,
                  "seed": seed, "out": str(out) if out else None, "finetune_steps": finetune_steps,
-                 "screen_images": screen_images, "workers": workers, "address": address,
+                 "screen_images": screen_images, "workers": workers, "address": address, "dashboard": dashboard,
                  "finetune_epochs": finetune_epochs, "distill": distill}
     settings = load_experiment(str(config) if config else None, overrides)
     if settings.out is None:
@@ -208,6 +210,8 @@ def sweep(
     workers: Annotated[int | None, typer.Option(min=1, help="searches at once on a local Ray instance "
                                                             "(default: this machine's cores)")] = None,
     address: Annotated[str | None, typer.Option(help="run on this Ray cluster (HOST:PORT or auto)")] = None,
+    dashboard: Annotated[bool, typer.Option("--dashboard", help="also start the local Ray instance's dashboard, "
+                                                                "on 127.0.0.1")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted sweep")] = False,
 ) -> None:
     """Run a grid of searches (models x budgets x agents x seeds) as Ray tasks; write a summary and a Pareto plot."""
@@ -217,7 +221,7 @@ def sweep(
 
     console = Console()
     settings = load_sweep(config)
-    report = run_sweep(settings, workers=workers, address=address, resume=resume,
+    report = run_sweep(settings, workers=workers, address=address, resume=resume, dashboard=dashboard,
                        on_finished=lambda point, done, total: console.print(f"[{done}/{total}] {point.name} done"))
     console.print(f"{len(report.rows)} searches; report: {report.report} (summary {report.markdown}, "
                   f"{report.csv}; Pareto plot {report.pareto_plot})")

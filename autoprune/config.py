@@ -52,6 +52,7 @@ class ExperimentConfig(BaseModel):
     screen_warmup: int = Field(10, ge=1)  # candidates always scored in full before screening starts
     workers: int = Field(1, ge=1)  # evaluations in parallel; more than 1 (or an address) runs them on Ray
     address: str | None = None  # an existing Ray cluster (HOST:PORT or auto); default: a private local instance
+    dashboard: bool = False  # with a private local Ray instance: also start Ray's dashboard, on 127.0.0.1
     out: str | None = None
 
 

@@ -9,6 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,7 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
         (["--config", str(bad_agent)], "agent ga: population"),
         (["--budget", "0.5flops", "--screen-images", "-5"], "screen_images"),
         (["--budget", "0.5flops", "--workers", "0"], "workers"),
+        (["--budget", "0.5flops", "--dashboard"], "--workers 2 or more"),
         (["--budget", "0.5flops", "--address", "127.0.0.1:1"], "no Ray cluster answers"),
         (["--budget", "0.5flops", "--address", "nonsense"], "not HOST:PORT"),
         (["--budget", "0.5flops", "--seed", "4", "--out", str(started), "--resume"], "different settings (seed)"),
@@ -139,6 +142,25 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in started.iterdir()) == [  # the earlier run is untouched
         "best.json", "candidates.png", "channels.png", "model.pt", "optuna.db", "progress.png", "report.md", "slim.pt",
         "store.sqlite"]
+
+
+def test_dashboard_only_on_request_and_on_loopback(digits_weights: Path, tmp_path: Path) -> None:
+    """`--workers 2 --dashboard` prints the dashboard's address, on 127.0.0.1, and it answers while the search
+    runs (`--dashboard` without Ray workers is a one-line error: see the bad inputs)."""
+    process = subprocess.Popen([*search_args(digits_weights, tmp_path / "run", evals=8), "--workers", "2",
+                                "--dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = next((line.split()[2] for line in process.stderr if line.startswith("Ray dashboard: ")), None)
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        try:
+            status = urllib.request.urlopen(url, timeout=30).status
+        except urllib.error.HTTPError as exc:  # it answered, asking for Ray's token
+            status = exc.code
+        assert status in (200, 401, 403)
+    finally:
+        _, rest = process.communicate(timeout=600)
+    assert process.returncode == 0, rest
+    assert (tmp_path / "run" / "best.json").is_file()
 
 
 def test_api_reward_returning_nan_stops_with_a_clear_error(trained_digits_resnet, digits, tmp_path: Path) -> None:

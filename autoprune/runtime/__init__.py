@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator
 from autoprune.runtime.local import InProcessRuntime, Job, Runtime
 
 
-def make_runtime(evaluator: Evaluator, workers: int = 1, address: str | None = None) -> Runtime:
-    """In this process for one worker and no cluster address; otherwise Ray actors (imported only then)."""
+def make_runtime(evaluator: Evaluator, workers: int = 1, address: str | None = None,
+                 dashboard: bool = False) -> Runtime:
+    """In this process for one worker and no cluster address; otherwise Ray actors (imported only then), with
+    the local Ray instance's dashboard when asked."""
     if workers == 1 and address is None:
+        if dashboard:
+            raise UserError("--dashboard shows a local Ray instance, and one worker evaluates in process: pass "
+                            "--workers 2 or more, or drop --dashboard")
         return InProcessRuntime(evaluator)
     from autoprune.runtime.ray_pool import RayRuntime
 
-    return RayRuntime(evaluator, workers, address)
+    return RayRuntime(evaluator, workers, address, dashboard=dashboard)
 
 
 __all__ = ["InProcessRuntime", "Job", "Runtime", "make_runtime"]

@@ -46,18 +46,25 @@ def worker_start_timeout() -> float:
     return seconds
 
 
-def start_or_join_ray(address: str | None, cpus: int) -> bool:
-    """Join the cluster at `address` (or $RAY_ADDRESS), or start a private local instance with `cpus` CPUs,
-    node address 127.0.0.1, without the dashboard. True when this call started Ray (so the caller shuts it down)."""
+def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -> bool:
+    """Join the cluster at `address` (or $RAY_ADDRESS), or start a private local instance with `cpus` CPUs and,
+    only when asked, Ray's dashboard on 127.0.0.1 (its address printed). True when this call started Ray (so the
+    caller shuts it down)."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and dashboard:
+        raise UserError("--dashboard starts the dashboard of a local Ray instance; a cluster's is started with "
+                        "`ray start --head --include-dashboard true`: drop --dashboard or --address")
     if address is not None and address != "auto":
         check_reachable(address)
     try:
         if address is None:
-            ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                     logging_level=logging.WARNING)
+            context = ray.init(num_cpus=cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                               log_to_driver=False, logging_level=logging.WARNING)
+            if dashboard:
+                print(f"Ray dashboard: http://{context.dashboard_url} (it asks for Ray's token: `ray get-auth-token` "
+                      "prints it)", file=sys.stderr)
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -99,14 +106,15 @@ class EvaluatorActor:
 
 class RayRuntime:
     """`workers` evaluator actors on Ray. Without `address` (or RAY_ADDRESS) a private local Ray instance is
-    started with its node address on 127.0.0.1 and without the dashboard (Ray 2.60 still opens some ports on
-    all interfaces; its token authentication, on by default, guards them)."""
+    started, with its dashboard (on 127.0.0.1) only when asked. Ray 2.60 gives even a local instance the machine's
+    own address and its servers listen on every interface; its token authentication, on by default, guards them."""
 
-    def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1) -> None:
+    def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1,
+                 dashboard: bool = False) -> None:
         if workers < 1:
             raise UserError(f"--workers must be at least 1, got {workers}")
         self._start_timeout = worker_start_timeout()
-        self._owns_ray = start_or_join_ray(address, workers)
+        self._owns_ray = start_or_join_ray(address, workers, dashboard)
         self.workers = workers
         self.lost = 0  # evaluations re-run because their worker died
         self._threads = threads

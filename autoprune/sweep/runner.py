@@ -43,11 +43,12 @@ def _state(config: SweepConfig, point: SweepPoint) -> str:
 
 
 def run_sweep(config: SweepConfig, workers: int | None = None, address: str | None = None, resume: bool = False,
-              on_finished: Callable[[SweepPoint, int, int], None] | None = None) -> SweepReport:
+              on_finished: Callable[[SweepPoint, int, int], None] | None = None,
+              dashboard: bool = False) -> SweepReport:
     """Run every unfinished search of the grid, then write the summary table (markdown, CSV) and Pareto plot.
 
-    `workers` is how many searches run at once on a local Ray instance (default: this machine's cores);
-    `on_finished(point, done, total)` reports progress.
+    `workers` is how many searches run at once on a local Ray instance (default: this machine's cores), with its
+    dashboard on 127.0.0.1 when asked; `on_finished(point, done, total)` reports progress.
     """
     out = Path(config.out)
     if out.exists() and not out.is_dir():
@@ -64,7 +65,7 @@ def run_sweep(config: SweepConfig, workers: int | None = None, address: str | No
     if todo:
         from autoprune.runtime.ray_pool import start_or_join_ray
 
-        owns_ray = start_or_join_ray(address, workers or os.cpu_count() or 1)
+        owns_ray = start_or_join_ray(address, workers or os.cpu_count() or 1, dashboard)
         try:
             pending = {_search_task.remote(point_config(config, p).model_dump()): p for p in todo}
             while pending:
