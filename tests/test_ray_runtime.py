@@ -3,7 +3,6 @@ batches written to the store as they arrive, and a worker killed mid-search cost
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sqlite3
@@ -16,15 +15,14 @@ from pathlib import Path
 import pytest
 import ray
 
-from autoprune.runtime.ray_pool import RayRuntime
+from autoprune.runtime.ray_pool import RayRuntime, start_or_join_ray
 from autoprune.searchers import TrialStore, make_searcher, run_search
 
 
 @pytest.fixture(scope="module")
 def setup(trained_digits_resnet, digits, search_setup):
     space, evaluator = search_setup(trained_digits_resnet, digits)
-    ray.init(num_cpus=3, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             logging_level=logging.WARNING)
+    start_or_join_ray(None, cpus=3)  # the private instance a search starts: loopback only, no dashboard
     yield space, evaluator
     ray.shutdown()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -144,11 +145,53 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
         "store.sqlite"]
 
 
-def test_dashboard_only_on_request_and_on_loopback(digits_weights: Path, tmp_path: Path) -> None:
-    """`--workers 2 --dashboard` prints the dashboard's address, on 127.0.0.1, and it answers while the search
-    runs (`--dashboard` without Ray workers is a one-line error: see the bad inputs)."""
-    process = subprocess.Popen([*search_args(digits_weights, tmp_path / "run", evals=8), "--workers", "2",
-                                "--dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def process_tree(root: int) -> set[int]:
+    """`root` and every process descended from it (a private Ray instance's GCS, raylet, agents, workers)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit():
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, grown = {root}, True
+    while grown:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree, grown = tree | children, bool(children)
+    return tree
+
+
+def listening_hosts(pids: set[int]) -> set[str]:
+    """The local addresses (hex, as /proc/net shows them) of the TCP sockets these processes listen on."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    hosts = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                hosts.add(fields[1].rsplit(":", 1)[0])
+    return hosts
+
+
+# 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net/tcp{,6} write them
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+
+
+def test_local_ray_listens_on_loopback_only_with_the_dashboard_on_request(digits_weights: Path,
+                                                                          tmp_path: Path) -> None:
+    """`--workers 2 --dashboard`: every socket the search's private Ray instance listens on (GCS, raylet, agents,
+    workers, dashboard) is on loopback, and the dashboard's printed address answers while the search runs
+    (`--dashboard` without Ray workers is a one-line error: see the bad inputs)."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([*search_args(digits_weights, out, evals=10), "--workers", "2", "--dashboard"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         url = next((line.split()[2] for line in process.stderr if line.startswith("Ray dashboard: ")), None)
         assert url is not None and url.startswith("http://127.0.0.1:")
@@ -157,10 +200,22 @@ def test_dashboard_only_on_request_and_on_loopback(digits_weights: Path, tmp_pat
         except urllib.error.HTTPError as exc:  # it answered, asking for Ray's token
             status = exc.code
         assert status in (200, 401, 403)
+        deadline = time.time() + 300  # the workers are up once evaluations arrive
+        while time.time() < deadline and not ((out / "store.sqlite").is_file() and stored_rows(out) >= 1):
+            time.sleep(0.2)
+        hosts = listening_hosts(process_tree(process.pid))
+        assert hosts and hosts <= LOOPBACK, hosts
     finally:
         _, rest = process.communicate(timeout=600)
     assert process.returncode == 0, rest
-    assert (tmp_path / "run" / "best.json").is_file()
+    assert (out / "best.json").is_file()
+
+
+def stored_rows(out: Path) -> int:
+    try:
+        return sqlite3.connect(out / "store.sqlite").execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
 
 
 def test_api_reward_returning_nan_stops_with_a_clear_error(trained_digits_resnet, digits, tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from autoprune.evaluation import Evaluator, Result
 from autoprune.runtime.allocator import keep_freed_memory
 from autoprune.runtime.local import Job
 
+# Ray's switch for running without clusters (its mode on macOS and Windows): the node address stays 127.0.0.1
+NO_CLUSTER_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, receiving the evaluator)
 START_TIMEOUT_VARIABLE = "AUTOPRUNE_WORKER_START_TIMEOUT"
 
@@ -46,10 +48,31 @@ def worker_start_timeout() -> float:
     return seconds
 
 
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """While a private instance starts: keep its node address on 127.0.0.1, so that every server of it (GCS,
+    raylet, workers, agents) listens on loopback only. Ray otherwise replaces a loopback node address with the
+    machine's own and listens on every interface. Its no-cluster mode keeps loopback; the switch is read from the
+    environment by the Ray processes started here (and the workers they start later), and from Ray's constants,
+    read once at import, by this one."""
+    from ray._private import ray_constants
+
+    saved_variable, saved_constant = os.environ.get(NO_CLUSTER_VARIABLE), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[NO_CLUSTER_VARIABLE], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_variable is None:
+            os.environ.pop(NO_CLUSTER_VARIABLE, None)
+        else:
+            os.environ[NO_CLUSTER_VARIABLE] = saved_variable
+
+
 def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -> bool:
-    """Join the cluster at `address` (or $RAY_ADDRESS), or start a private local instance with `cpus` CPUs and,
-    only when asked, Ray's dashboard on 127.0.0.1 (its address printed). True when this call started Ray (so the
-    caller shuts it down)."""
+    """Join the cluster at `address` (or $RAY_ADDRESS), or start a private local instance on loopback only with
+    `cpus` CPUs and, only when asked, Ray's dashboard (its address printed). True when this call started Ray (so
+    the caller shuts it down)."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -60,8 +83,9 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
         check_reachable(address)
     try:
         if address is None:
-            context = ray.init(num_cpus=cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                               log_to_driver=False, logging_level=logging.WARNING)
+            with loopback_only():
+                context = ray.init(num_cpus=cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                                   log_to_driver=False, logging_level=logging.WARNING)
             if dashboard:
                 print(f"Ray dashboard: http://{context.dashboard_url} (it asks for Ray's token: `ray get-auth-token` "
                       "prints it)", file=sys.stderr)
@@ -106,8 +130,7 @@ class EvaluatorActor:
 
 class RayRuntime:
     """`workers` evaluator actors on Ray. Without `address` (or RAY_ADDRESS) a private local Ray instance is
-    started, with its dashboard (on 127.0.0.1) only when asked. Ray 2.60 gives even a local instance the machine's
-    own address and its servers listen on every interface; its token authentication, on by default, guards them."""
+    started, listening on loopback only, with its dashboard only when asked."""
 
     def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1,
                  dashboard: bool = False) -> None:
