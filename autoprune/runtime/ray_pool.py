@@ -81,6 +81,9 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
                         "`ray start --head --include-dashboard true`: drop --dashboard or --address")
     if address is not None and address != "auto":
         check_reachable(address)
+    if dashboard and (missing := dashboard_dependency_error()):
+        raise UserError(f"--dashboard needs Ray's dashboard packages ({missing}): pip install "
+                        "'autoprune[dashboard]', or drop --dashboard")
     try:
         if address is None:
             with loopback_only():
@@ -95,6 +98,16 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
         raise UserError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
                         "`ray start --head` or fix --address") from None
     return address is None
+
+
+def dashboard_dependency_error() -> str | None:
+    """What keeps Ray from starting its dashboard (packages of ray[default] missing), asked before Ray starts so
+    that nothing is left half-started; None when it can start."""
+    from ray._private import utils
+
+    check = getattr(utils, "get_dashboard_dependency_error", None)
+    error = check() if check is not None else None
+    return str(error).splitlines()[0] if error else None
 
 
 def check_reachable(address: str) -> None:
