@@ -91,12 +91,18 @@ class GeneticSearcher(Searcher):
                     if not child.fitness.valid:  # repair: onto the bounds and the budget's boundary
                         child[:] = space.project(np.clip(child, space.lower, space.upper))
                 self.population = elites + children
-        self._pending = []
-        for individual in self.population:
-            if not individual.fitness.valid and tuple(individual) in self._known:  # e.g. a crossover that changed
-                individual.fitness.values = (self._known[tuple(individual)],)  # nothing, or a child seen before
-            if not individual.fitness.valid:
-                self._pending.append(individual)
+        self._pending = self._unknown([i for i in self.population if not i.fitness.valid])
+
+    def _unknown(self, individuals: list) -> list:
+        """Those of `individuals` never told; the others (a crossover that changed nothing, a child seen before,
+        a twin in this generation) get the fitness told for their policy."""
+        unknown = []
+        for individual in individuals:
+            if tuple(individual) in self._known:
+                individual.fitness.values = (self._known[tuple(individual)],)
+            else:
+                unknown.append(individual)
+        return unknown
 
     def ask(self, n: int) -> list[list[float]]:
         for _ in range(100):  # a generation of unchanged copies needs no evaluation: breed again
@@ -112,10 +118,4 @@ class GeneticSearcher(Searcher):
         for individual, result in zip(told, results, strict=True):
             individual.fitness.values = (result.reward,)
             self._known[tuple(individual)] = result.reward
-        waiting = []
-        for individual in self._pending:  # a twin of a told policy, waiting in this generation
-            if tuple(individual) in self._known:
-                individual.fitness.values = (self._known[tuple(individual)],)
-            else:
-                waiting.append(individual)
-        self._pending = waiting
+        self._pending = self._unknown(self._pending)
