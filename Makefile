@@ -2,7 +2,7 @@
 PYTHON ?= python3
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo test lint
+.PHONY: install data demo test lint wheel-check
 
 install:
 	$(PYTHON) -m pip install -q -e ".[dev]"
@@ -21,6 +21,20 @@ demo: install data
 
 test: install data
 	$(PYTHON) -m pytest -q
+
+# What a user installing the wheel gets: build it, install it with its dependencies into a fresh virtual
+# environment outside the checkout, and run the main commands from an empty directory.
+wheel-check: data
+	@set -e; scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	$(PYTHON) -m pip wheel -q --no-deps -w "$$scratch/dist" . ; \
+	$(PYTHON) -m venv "$$scratch/venv"; \
+	"$$scratch/venv/bin/python" -m pip install -q "$$scratch"/dist/autoprune-*.whl; \
+	mkdir "$$scratch/empty"; cd "$$scratch/empty"; \
+	"$$scratch/venv/bin/autoprune" --help >/dev/null; \
+	"$$scratch/venv/bin/autoprune" models; \
+	"$$scratch/venv/bin/autoprune" search --budget 0.25flops --evals 4; \
+	test -f runs/resnet20-0.25flops-anneal-s0/best.json; \
+	echo "wheel-check: the installed wheel ran autoprune --help, models and search from an empty directory"
 
 lint:
 	ruff check autoprune tests experiments

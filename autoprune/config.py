@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autoprune.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The shipped search spaces and agent settings live inside the package, so that every install (wheel, sdist,
+# editable) carries them; the repository's top-level search_spaces/ and agents/ are links to these folders.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class SpaceConfig(BaseModel):
@@ -81,16 +83,21 @@ def load_space(name_or_path: str) -> SpaceConfig:
     """A search space by name (search_spaces/NAME.yaml) or by path."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = REPO_ROOT / "search_spaces" / f"{name_or_path}.yaml"
+        path = CONFIG_DIR / "search_spaces" / f"{name_or_path}.yaml"
         if not path.is_file():
-            known = sorted(p.stem for p in (REPO_ROOT / "search_spaces").glob("*.yaml"))
-            raise UserError(f"unknown search space {name_or_path!r}; use one of {', '.join(known)} or a YAML path")
+            raise UserError(f"unknown search space {name_or_path!r}; use one of {', '.join(shipped_spaces())} or "
+                            "a YAML path")
     return validated(SpaceConfig, read_yaml(path, "search space"), str(path))
+
+
+def shipped_spaces() -> list[str]:
+    """Names of the search spaces the package ships (its configs/search_spaces/*.yaml)."""
+    return sorted(p.stem for p in (CONFIG_DIR / "search_spaces").glob("*.yaml"))
 
 
 def load_agent_config(agent: str) -> dict[str, Any]:
     """Hyper-parameters of a searcher from agents/NAME.yaml ({} if the agent has no file)."""
-    path = REPO_ROOT / "agents" / f"{agent}.yaml"
+    path = CONFIG_DIR / "agents" / f"{agent}.yaml"
     return read_yaml(path, "agent") if path.is_file() else {}
 
 
