@@ -3,6 +3,7 @@ batches written to the store as they arrive, and a worker killed mid-search cost
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -161,3 +162,52 @@ def test_a_worker_killed_mid_search_has_its_evaluation_rerun(setup, tmp_path: Pa
     assert killed and runtime.lost >= 1
     hashes = [h for h, _ in stored(path)]
     assert outcome.evaluations == 14 and len(hashes) == len(set(hashes)) == 14
+
+
+RAY_SEARCHES_THEN_EXIT = """
+import gc, json, os, sys
+import ray
+from autoprune.budget import Budget
+from autoprune.data import load_data
+from autoprune.engine import analyse
+from autoprune.evaluation import Evaluator
+from autoprune.models import example_input, load_model
+from autoprune.runtime.ray_pool import RayRuntime
+from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
+
+def unnamed_threads():  # native threads that never named themselves (Ray's metric exporters among them)
+    return sum(open(f"/proc/self/task/{t}/comm").read().strip() == "python" for t in os.listdir("/proc/self/task"))
+
+data = load_data("digits")
+model, _ = load_model("resnet20", 1, 10, "digits", None, require_weights=True)
+analysis, budget = analyse(model.eval(), example_input(1, 8)), Budget.parse("0.5flops")
+evaluator = Evaluator(analysis, data, budget, heldout_images=100, recalibration_batches=1)
+evaluator(SearchSpace(analysis, budget).uniform(0.5))  # torch's own threads, if any, start before the count
+counts, runtimes, evaluations = [], [], []
+for run in range(3):  # as the test process did: Ray started and stopped again and again
+    runtime = RayRuntime(evaluator, workers=2)
+    outcome = run_search(make_searcher("tpe", SearchSpace(analysis, budget), seed=run, startup_trials=2), runtime,
+                         TrialStore(f"{sys.argv[1]}/{run}.sqlite"), 4)
+    runtime.close()
+    runtimes.append(runtime)  # kept until the interpreter exits, as when a library keeps a caller's frame alive
+    evaluations.append(outcome.evaluations)
+    counts.append(unnamed_threads())
+gc.collect()
+alive = [o for o in gc.get_objects() if isinstance(o, (ray.ObjectRef, ray.actor.ActorHandle))]
+print(json.dumps({"evaluations": evaluations, "ray_objects": len(alive), "threads_after_each_run": counts}))
+"""
+
+
+def test_ray_searches_leave_no_ray_threads_or_references_and_the_process_exits_cleanly(tmp_path: Path) -> None:
+    """The crash at exit: Ray's OpenTelemetry metric readers outlived `ray.shutdown()` in the driver (one more each
+    time Ray started) and references held past it kept Ray's core worker alive, so their native threads still ran
+    while the interpreter tore down, which now and then ended the test process with a segmentation fault after
+    every test had passed. After each of three searches on Ray no reference is left and no thread more than
+    after the first, and the process exits 0."""
+    done = subprocess.run([sys.executable, "-X", "faulthandler", "-c", RAY_SEARCHES_THEN_EXIT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["evaluations"] == [4, 4, 4] and report["ray_objects"] == 0
+    counts = report["threads_after_each_run"]  # with OpenTelemetry's readers left running: one more each run
+    assert counts[0] == counts[1] == counts[2], counts

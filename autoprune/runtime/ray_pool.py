@@ -26,11 +26,13 @@ from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator, Result
 from autoprune.runtime.allocator import keep_freed_memory
 from autoprune.runtime.local import Job
+from autoprune.signals import keeping_sigterm_handler
 
 # Ray's switch for running without clusters (its mode on macOS and Windows): the node address stays 127.0.0.1
 NO_CLUSTER_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, receiving the evaluator)
 START_TIMEOUT_VARIABLE = "AUTOPRUNE_WORKER_START_TIMEOUT"
+OPEN_TELEMETRY_VARIABLE = "RAY_enable_open_telemetry"  # Ray's choice of metrics exporter (metrics_that_stop_with_ray)
 
 
 def worker_start_timeout() -> float:
@@ -69,6 +71,24 @@ def loopback_only() -> Iterator[None]:
             os.environ[NO_CLUSTER_VARIABLE] = saved_variable
 
 
+@contextlib.contextmanager
+def metrics_that_stop_with_ray() -> Iterator[None]:
+    """While Ray starts: use its OpenCensus metrics rather than OpenTelemetry, unless $RAY_enable_open_telemetry
+    says otherwise. Ray 2.60's OpenTelemetry metric reader in the driver outlives `ray.shutdown()` (one more for
+    each time Ray is started in a process) and its background thread still runs while the interpreter tears down,
+    which now and then crashed the process at exit with a segmentation fault (ray-project/ray#60048 fixed the
+    same race in workers). The OpenCensus exporter stops with `ray.shutdown()`. Ray's C++ side reads the switch
+    when the driver connects, and the processes it starts inherit it."""
+    saved = os.environ.get(OPEN_TELEMETRY_VARIABLE)
+    if saved is None:
+        os.environ[OPEN_TELEMETRY_VARIABLE] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(OPEN_TELEMETRY_VARIABLE, None)
+
+
 def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -> bool:
     """Join the cluster at `address` (or $RAY_ADDRESS), or start a private local instance on loopback only with
     `cpus` CPUs and, only when asked, Ray's dashboard (its address printed). True when this call started Ray (so
@@ -86,14 +106,16 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
                         "'autoprune[dashboard]', or drop --dashboard")
     try:
         if address is None:
-            with loopback_only():
-                context = ray.init(num_cpus=cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                                   log_to_driver=False, logging_level=logging.WARNING)
+            with loopback_only(), metrics_that_stop_with_ray(), keeping_sigterm_handler():
+                # "local": a new instance even where one started by `ray start` runs (ray.init would join it)
+                context = ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard,
+                                   dashboard_host="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING)
             if dashboard:
                 print(f"Ray dashboard: http://{context.dashboard_url} (it asks for Ray's token: `ray get-auth-token` "
                       "prints it)", file=sys.stderr)
         else:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            with metrics_that_stop_with_ray(), keeping_sigterm_handler():
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
                         "`ray start --head` or fix --address") from None
@@ -183,9 +205,15 @@ class RayRuntime:
                             f"(the cluster has {cpus:g} CPUs, each worker needs 1); lower --workers or add nodes")
 
     def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
+        running: dict = {}  # result ref -> (actor, job index)
+        try:
+            yield from self._evaluate(jobs, running)
+        finally:  # stopped early (an error, Ctrl-C): no result ref may outlive Ray in a kept traceback's frame
+            running.clear()
+
+    def _evaluate(self, jobs: Sequence[Job], running: dict) -> Iterator[tuple[int, Result]]:
         queue = deque(range(len(jobs)))
         idle = list(self._actors)
-        running: dict = {}  # result ref -> (actor, job index)
         while queue or running:
             self._adopt_started(idle)
             while queue and idle:
@@ -240,10 +268,12 @@ class RayRuntime:
                         "finished evaluation is in the store: bring the cluster back and rerun with --resume")
 
     def close(self) -> None:
-        """Stop the actors, and the local Ray instance if this runtime started it."""
+        """Stop the actors, drop every Ray handle and object reference this runtime holds, then stop the local
+        Ray instance if this runtime started it. A reference that outlives `ray.shutdown()` keeps Ray's core
+        worker alive until the interpreter's own teardown frees it, and that can crash the process at exit."""
         for actor in [*self._actors, *self._starting.values()]:
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor)
-        self._actors, self._starting = [], {}
+        self._actors, self._starting, self._evaluator_ref = [], {}, None
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
