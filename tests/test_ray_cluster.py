@@ -1,14 +1,14 @@
 """A real two-node Ray cluster on this machine (`ray start --head` on 127.0.0.1 plus a second `ray start
---address` with its own resources): `autoprune search --address` runs on it, one node's raylet is killed
-mid-search, and the search still finishes with every evaluation in the store exactly once; with every worker on
-the lost node the run stops with a message and `--resume` finishes it once a node is back."""
+--address` with its own resources): `autoprune search --address` runs on it, one node dies mid-search (its raylet
+and every process under it, its workers included, killed at once, as when a machine goes down), and the search
+still finishes with every evaluation in the store exactly once; with every worker on the lost node the run stops
+with a message and `--resume` finishes it once a node is back."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.processes import kill_tree
 
 
 def raylets() -> set[int]:
@@ -101,7 +103,10 @@ def test_search_survives_losing_a_node(start_cluster, tmp_path: Path) -> None:
     out, evals = tmp_path / "run", 40
     process = search(address, out, evals)
     wait_for_rows(process, out / "store.sqlite", 3)  # kill the second node once work is under way
-    os.kill(worker_raylet, signal.SIGKILL)
+    # its worker dies with it, so the next evaluation asked of it fails at once (with only the raylet killed, the
+    # orphaned worker went on answering until Ray declared the node dead, often after the search had finished)
+    killed = kill_tree(worker_raylet)
+    assert any(b"EvaluatorActor" in line for line in killed.values())  # the node's worker was among them
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
     assert "a Ray worker was lost" in stderr  # the dead node's evaluation was noticed and run again
@@ -116,7 +121,7 @@ def test_losing_every_worker_stops_the_run_and_resume_finishes_it(start_cluster,
     out, evals = tmp_path / "run", 40
     process = search(address, out, evals)
     wait_for_rows(process, out / "store.sqlite", 3)
-    os.kill(worker_raylet, signal.SIGKILL)
+    kill_tree(worker_raylet)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 2, stderr[-3000:]
     message = stderr.strip().splitlines()[-1]
