@@ -29,8 +29,9 @@ def finetune(run_dir, epochs: int = 5, **settings):
     return finetune_run(Path(run_dir), epochs, **settings)
 
 
-def export(run_dir, fmt: str = "torch", **settings):
-    """Export a finished run's slim model (torch, onnx or torchscript), checked; see autoprune.exporting.export_run."""
+def export(run_dir, fmt: str = "pt2", **settings):
+    """Export a finished run's slim model (pt2, torch, onnx or torchscript), checked; see
+    autoprune.exporting.export_run."""
     from pathlib import Path
 
     from autoprune.exporting import export_run

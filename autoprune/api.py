@@ -7,12 +7,13 @@ leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import shutil
 import tempfile
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,20 +26,22 @@ from autoprune.config import ExperimentConfig, SpaceConfig, load_agent_config, l
 from autoprune.data import DataBundle, load_data
 from autoprune.engine import Analysis, analyse, count_cost, measure_latency
 from autoprune.engine.data_criteria import DATA_CRITERIA
-from autoprune.errors import UserError
+from autoprune.errors import SearchInterrupted, UserError
 from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
 from autoprune.evaluation.evaluator import Metric, Reward
+from autoprune.exporting import export_model
 from autoprune.finetuning import FinetuneOutcome, finetune, save_finetuned
 from autoprune.models import example_input, load_model
 from autoprune.models.slim_checkpoint import save_slim
 from autoprune.reports import write_run_report
-from autoprune.rundir import BEST_NAME, SLIM_NAME, STORE_NAME, TORCHSCRIPT_NAME
+from autoprune.rundir import BEST_NAME, LOCK_NAME, PROGRAM_NAME, SLIM_NAME, STORE_NAME, run_lock
 from autoprune.runtime import make_runtime
 from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
 from autoprune.searchers.screening import Screening
 from autoprune.sensitivity import tolerated_keep
+from autoprune.signals import signal_number
 
 
 @dataclass
@@ -53,6 +56,8 @@ class PreparedSearch:
     searcher: Searcher
     run_dir: Path | None
     run_settings: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # the run directory's, once taken
 
 
 @dataclass
@@ -102,13 +107,24 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
                 "recalibration_batches": config.recalibration_batches, "finetune_steps": config.finetune_steps,
                 "screen_images": config.screen_images, "screen_eta": config.screen_eta,
                 "screen_warmup": config.screen_warmup, "workers": config.workers}
+    prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume)
+    if run_dir is not None and run_dir.is_dir():  # held until the search ends: no other process may use it
+        prepared.lock.enter_context(run_lock(run_dir))
     if run_dir is not None and resume:
-        stored = TrialStore(run_dir / STORE_NAME).run_config()
-        changed = sorted(k for k in settings if k in stored and stored[k] != settings[k])
-        if changed:
-            raise UserError(f"--resume with different settings ({', '.join(changed)}) than the run in "
-                            f"{str(run_dir)!r}; resume with the same settings or use another --out")
-    return PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings)
+        try:
+            _check_same_settings(run_dir, settings)
+        except BaseException:
+            prepared.lock.close()
+            raise
+    return prepared
+
+
+def _check_same_settings(run_dir: Path, settings: dict[str, Any]) -> None:
+    stored = TrialStore(run_dir / STORE_NAME).run_config()
+    changed = sorted(k for k in settings if k in stored and stored[k] != settings[k])
+    if changed:
+        raise UserError(f"--resume with different settings ({', '.join(changed)}) than the run in "
+                        f"{str(run_dir)!r}; resume with the same settings or use another --out")
 
 
 def _check_run_dir(out: str | None, resume: bool) -> Path | None:
@@ -130,35 +146,70 @@ def _check_run_dir(out: str | None, resume: bool) -> Path | None:
 def execute_search(prepared: PreparedSearch,
                    on_result: Callable[[Result, Result | None, bool], None] | None = None) -> SearchReport:
     """Run the prepared search, writing the store as it goes, then the best model and its report."""
+    with prepared.lock, _holding_run_dir(prepared):
+        return _execute(prepared, on_result)
+
+
+@contextlib.contextmanager
+def _holding_run_dir(prepared: PreparedSearch) -> Iterator[None]:
+    """Create the run directory (if any) and hold its lock; checked again under the lock, since another
+    process may have started a run there since `prepare_search` looked."""
+    run_dir = prepared.run_dir
+    if run_dir is None:
+        yield
+        return
+    created = next((p for p in reversed([run_dir, *run_dir.absolute().parents]) if not p.exists()), None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        try:
+            _check_run_dir(str(run_dir), prepared.resume)
+            yield
+        except BaseException:
+            if created is not None and all(p.name == LOCK_NAME for p in run_dir.iterdir()):
+                shutil.rmtree(created, ignore_errors=True)  # failed before writing anything: leave no trace
+            raise
+
+
+def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | None, bool], None] | None
+             ) -> SearchReport:
     config = prepared.config
     # before any file is written: starting the runtime may fail
     runtime = make_runtime(prepared.evaluator, config.workers, config.address, config.dashboard)
+    stop: KeyboardInterrupt | None = None
     with tempfile.TemporaryDirectory() as scratch:  # the store lives in the run directory, or here if none
         store_dir = prepared.run_dir or Path(scratch)
-        store_dir.mkdir(parents=True, exist_ok=True)
         store = TrialStore(store_dir / STORE_NAME)
         store.set_run_config(prepared.run_settings)
         screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
         try:
-            outcome = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
-                                 screening=screening)
+            best = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
+                              screening=screening).best
+        except KeyboardInterrupt as signalled:  # Ctrl-C (or SIGTERM, see autoprune.signals): keep what finished
+            stop, best = signalled, store.best()
         finally:
             runtime.close()
+        evaluations = len(store)
         if prepared.run_dir is not None:
             export_study(store.results(), [g.name for g in prepared.analysis.groups],
                          prepared.run_dir / OPTUNA_NAME, study_name=prepared.run_dir.name)
         store.close()
-    if outcome.best is None:
+    if stop is not None:
+        if best is not None:
+            finish_search(prepared, best, interrupted=True)
+        raise SearchInterrupted(signal_number(stop), evaluations, prepared.run_dir, best is not None)
+    if best is None:
         raise UserError("no evaluated policy met the budget; loosen the budget or raise --evals")
-    return finish_search(prepared, outcome.best)
+    return finish_search(prepared, best)
 
 
-def finish_search(prepared: PreparedSearch, best: Result) -> SearchReport:
-    """Build the best slim model, measure dense and slim on held-out and test data, fine-tune it if asked, and
-    write the run's files (best.json, slim.pt, model.pt, finetuned.pt, report.md)."""
+def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = False) -> SearchReport:
+    """Build the best slim model, measure dense and slim on held-out and test data, fine-tune it if asked (not
+    when the search was `interrupted`: then these are the best-so-far files), and write the run's files
+    (slim.pt, model.pt2, finetuned.pt, best.json, report.md)."""
     analysis, evaluator, data = prepared.analysis, prepared.evaluator, prepared.data
+    finetune_epochs = 0 if interrupted else prepared.config.finetune_epochs
     slim = evaluator.build(best.policy)
-    slim_before = copy.deepcopy(slim) if prepared.config.finetune_epochs else slim
+    slim_before = copy.deepcopy(slim) if finetune_epochs else slim
     x = analysis.example_input
     test = list(data.loader("test", batch_size=500))
     default_metric = evaluator.metric is top1_accuracy  # then the test score is top-1 accuracy
@@ -177,34 +228,33 @@ def finish_search(prepared: PreparedSearch, best: Result) -> SearchReport:
                  "latency_s": measure_latency(slim, x), "heldout_score": best.score,
                  "test_score": evaluator.metric(slim, test)},
         "settings": prepared.run_settings,
+        "interrupted": interrupted,  # best so far of a search stopped early: --resume finishes it
     }
     for side in ("dense", "slim"):  # under the default metric the test score is the test accuracy
         summary[side]["test_accuracy"] = summary[side]["test_score"] if default_metric else None
     tuned = None
-    if prepared.config.finetune_epochs:
+    if finetune_epochs:
         teacher = analysis.model if prepared.config.distill else None
-        tuned = finetune(slim, data, prepared.config.finetune_epochs, lr=prepared.config.finetune_lr, teacher=teacher,
+        tuned = finetune(slim, data, finetune_epochs, lr=prepared.config.finetune_lr, teacher=teacher,
                          seed=prepared.config.seed)
     if prepared.run_dir is not None:
-        _write_run_files(prepared, summary, slim_before, tuned, slim)
+        _write_run_files(prepared, summary, slim_before, tuned, slim, test[0][0][:16])
     return SearchReport(best, slim, prepared.run_dir, summary, tuned)
 
 
 def _write_run_files(prepared: PreparedSearch, summary: dict[str, Any], best_model: nn.Module,
-                     tuned: FinetuneOutcome | None, tuned_model: nn.Module) -> None:
-    """best.json, slim.pt (autoprune.load), model.pt (TorchScript), the fine-tune's files, and the report."""
-    run_dir, data, x = prepared.run_dir, prepared.data, prepared.analysis.example_input
+                     tuned: FinetuneOutcome | None, tuned_model: nn.Module, images: torch.Tensor) -> None:
+    """slim.pt (autoprune.load), model.pt2 (torch.export, checked on `images`), the fine-tune's files, then
+    best.json (last: a run with best.json has all its files) and the report."""
+    run_dir, data = prepared.run_dir, prepared.data
     meta = {"model": prepared.config.model, "weights": prepared.config.weights, "data": data.name,
             "in_channels": data.in_channels, "num_classes": data.num_classes, "image_size": data.image_size,
             "budget": summary["budget"], "policy": summary["policy"]}
-    _write_atomically(run_dir / BEST_NAME, lambda p: p.write_text(json.dumps(summary, indent=2)))
     save_slim(run_dir / SLIM_NAME, best_model, meta)
-    with warnings.catch_warnings():  # TorchScript is deprecated upstream, yet loads without our code path
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(best_model.eval(), x)
-        _write_atomically(run_dir / TORCHSCRIPT_NAME, lambda p: torch.jit.save(traced, str(p)))
+    export_model(best_model, "pt2", run_dir / PROGRAM_NAME, images, meta)
     if tuned is not None:
         save_finetuned(run_dir, tuned_model, meta, tuned)
+    _write_atomically(run_dir / BEST_NAME, lambda p: p.write_text(json.dumps(summary, indent=2)))
     write_run_report(run_dir)
 
 

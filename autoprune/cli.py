@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from autoprune.errors import UserError
+from autoprune.errors import SearchInterrupted, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search-based automated pruning for PyTorch CNNs.")
@@ -190,6 +191,7 @@ def search(
     """Search a per-group pruning policy that meets the budget with the best held-out accuracy."""
     from autoprune.api import execute_search, prepare_search
     from autoprune.config import load_experiment
+    from autoprune.signals import sigterm_interrupts
 
     overrides = {"budget": budget, "model": model, "weights": str(weights) if weights else None, "data": data,
                  "data_dir": str(data_dir) if data_dir else None, "agent": agent, "space": space, "evals": evals,
@@ -199,8 +201,9 @@ def search(
     settings = load_experiment(str(config) if config else None, overrides)
     if settings.out is None:
         settings.out = f"runs/{settings.model}-{settings.budget}-{settings.agent}-s{settings.seed}"
-    prepared = prepare_search(settings, resume=resume)
-    report = _run_with_progress(prepared, execute_search)
+    with sigterm_interrupts():
+        prepared = prepare_search(settings, resume=resume)
+        report = _run_with_progress(prepared, execute_search)
     _print_report(report)
 
 
@@ -373,7 +376,8 @@ def finetune(
 @app.command()
 def export(
     run_dir: RunDirArg,
-    fmt: Annotated[str, typer.Option("--format", help="torch, onnx or torchscript")] = "torch",
+    fmt: Annotated[str, typer.Option("--format", help="pt2 (torch.export), torch (state dict + layer sizes), onnx "
+                                                      "or torchscript")] = "pt2",
     out: Annotated[Path | None, typer.Option(help="file to write (default RUN_DIR/export/...)")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -435,25 +439,53 @@ def _print_report(report) -> None:
         console.print(f"fine-tuned {tuned.epochs} epochs: test accuracy {tuned.test_before:.4f} -> "
                       f"{tuned.test_after:.4f}")
     console.print(f"slim/dense MACs {slim['macs'] / dense['macs']:.3f}; run directory: {report.run_dir} "
-                  "(report.md, best.json, store.sqlite, slim.pt: autoprune.load, model.pt: torch.jit.load)")
+                  "(report.md, best.json, store.sqlite, slim.pt: autoprune.load, model.pt2: torch.export.load)")
+
+
+def _interrupted_line(stop: SearchInterrupted) -> str:
+    """What an interrupted search says: how far it got, what it wrote, and the command that continues it."""
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    if stop.run_dir is not None and "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", str(stop.run_dir)]
+    wrote = (f"wrote the best so far to {stop.run_dir}/ (best.json, slim.pt, model.pt2, report.md)"
+             if stop.wrote_best and stop.run_dir is not None else "no feasible result to write yet")
+    where = f"every finished evaluation is in {stop.run_dir}/store.sqlite" if stop.run_dir else "no run directory"
+    return (f"interrupted after {stop.evaluations} evaluations; {wrote}; {where}; continue with: "
+            f"autoprune {shlex.join([*args, '--resume'])}")
 
 
 def main() -> None:
-    """Entry point: run the Typer app, turning UserError into one line on stderr and exit code 2."""
+    """Entry point: run the Typer app, turning UserError into one line on stderr and exit code 2, and an
+    interrupted search into one line and exit code 128 + the signal (130 for SIGINT, 143 for SIGTERM)."""
+    code = _run_app()
+    # exit only now, with the exception gone: a traceback kept alive until the interpreter's teardown would free
+    # what its frames hold (Ray references among them) only then, when native libraries may already be gone
+    sys.exit(code)
+
+
+def _run_app() -> int:
+    """The app's exit code, its one-line message printed for any error the user can fix."""
+    from autoprune.signals import Terminated
+
     try:
         app(standalone_mode=False)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    except SearchInterrupted as stop:
+        print(_interrupted_line(stop), file=sys.stderr)
+        return 128 + stop.signum
     except Exception as exc:
         # Typer's usage errors (it vendors click, so match by shape): one line too.
-        if type(exc).__name__ == "Abort":
+        if type(exc).__name__ == "Abort":  # click's answer to a KeyboardInterrupt (or SIGTERM, as Terminated)
+            terminated = isinstance(exc.__cause__ or exc.__context__, Terminated)
             print("error: interrupted", file=sys.stderr)
-            sys.exit(130)
+            return 143 if terminated else 130
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             print(f"error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(2)
+            return 2
         raise
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Export a slim model as a safe PyTorch checkpoint (state dict + layer sizes, `autoprune.load`), ONNX or
-TorchScript, and check each export against the model: same MACs, outputs equal within a tolerance."""
+"""Export a slim model as a `torch.export` program (.pt2: runs without autoprune), a safe PyTorch checkpoint
+(state dict + layer sizes, `autoprune.load`), ONNX or TorchScript, and check each export against the model: same
+MACs, outputs equal within a tolerance."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from autoprune.engine import count_cost
 from autoprune.errors import UserError
 from autoprune.models.slim_checkpoint import load, save_slim
 
-FORMATS = {"torch": "model_state.pt", "onnx": "model.onnx", "torchscript": "model_torchscript.pt"}
+FORMATS = {"pt2": "model.pt2", "torch": "model_state.pt", "onnx": "model.onnx", "torchscript": "model_torchscript.pt"}
+MAX_BATCH = 4096  # the largest batch the .pt2 and ONNX programs accept (their batch dimension is dynamic)
 TOLERANCE = 1e-4
 
 
@@ -51,9 +53,14 @@ def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, m
         expected = model(images).numpy()
     example = images[:1]
     macs = count_cost(model, example).macs
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")  # keeps the suffix, which torch.export insists on
     try:
-        if fmt == "torch":
+        if fmt == "pt2":
+            write_program(model, images[:2], tmp)
+            loaded = torch.export.load(str(tmp)).module()
+            exported_macs, outputs = _traced_macs(loaded, example), _run_torch(loaded, images)
+            macs = _traced_macs(model, example)  # counted the same way on both sides
+        elif fmt == "torch":
             save_slim(tmp, model, meta)
             loaded = load(tmp)
             exported_macs, outputs = count_cost(loaded, example).macs, _run_torch(loaded, images)
@@ -91,13 +98,24 @@ def _traced_macs(model, example: torch.Tensor) -> int:
     return counter.get_total_flops() // 2
 
 
+def write_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """`model` as a torch.export program with a dynamic batch dimension, saved to `path` (.pt2): it loads with
+    `torch.export.load(path).module()`, with neither autoprune nor the model's code. `example` holds at least two
+    images (torch.export would specialise a batch of one)."""
+    program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: _batch_dim()},))
+    torch.export.save(program, str(path))
+
+
+def _batch_dim():
+    return torch.export.Dim("batch", min=1, max=MAX_BATCH)
+
+
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     """torch.onnx's exporter (torch.export based), with a dynamic batch dimension."""
-    batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
-                                    dynamic_shapes=({0: batch},), verbose=False)
+                                    dynamic_shapes=({0: _batch_dim()},), verbose=False)
     program.save(str(path))
 
 
@@ -136,11 +154,12 @@ def export_run(run_dir: Path, fmt: str, data_dir: str | None = None, out: Path |
     against it on 16 test images of the run's data."""
     from autoprune.data import load_data
     from autoprune.models import load_checkpoint
-    from autoprune.rundir import EXPORT_DIR, model_path, read_summary
+    from autoprune.rundir import EXPORT_DIR, model_path, read_summary, run_lock
 
     check_format(fmt)
     read_summary(run_dir)
-    source = model_path(run_dir)
-    model, (_, meta) = load(source), load_checkpoint(source)
-    images, _ = next(iter(load_data(meta["data"], data_dir).loader("test", batch_size=16)))
-    return export_model(model, fmt, out or run_dir / EXPORT_DIR / FORMATS[fmt], images, meta)
+    with run_lock(run_dir):
+        source = model_path(run_dir)
+        model, (_, meta) = load(source), load_checkpoint(source)
+        images, _ = next(iter(load_data(meta["data"], data_dir).loader("test", batch_size=16)))
+        return export_model(model, fmt, out or run_dir / EXPORT_DIR / FORMATS[fmt], images, meta)

@@ -17,7 +17,7 @@ from torch import nn
 from autoprune.data import DataBundle
 from autoprune.engine.unstructured import make_permanent, prunable_layers
 from autoprune.models.slim_checkpoint import load, save_slim
-from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, read_summary, slim_path
+from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, read_summary, run_lock, slim_path
 from autoprune.training import accuracy, train
 
 
@@ -105,14 +105,15 @@ def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = F
     from autoprune.reports import write_run_report
 
     settings = read_summary(run_dir)["settings"]
-    source = slim_path(run_dir)
-    model, (_, meta) = load(source), load_checkpoint(source)
-    data = load_data(settings["data"], data_dir)
-    teacher = None
-    if distill:
-        teacher, _ = load_model(settings["model"], data.in_channels, data.num_classes, data.name, settings["weights"],
-                                require_weights=True)
-    outcome = finetune(model, data, epochs, lr=lr, teacher=teacher, seed=seed, images=images, on_epoch=on_epoch)
-    save_finetuned(run_dir, model, meta, outcome)
-    write_run_report(run_dir)
-    return outcome
+    with run_lock(run_dir):
+        source = slim_path(run_dir)
+        model, (_, meta) = load(source), load_checkpoint(source)
+        data = load_data(settings["data"], data_dir)
+        teacher = None
+        if distill:
+            teacher, _ = load_model(settings["model"], data.in_channels, data.num_classes, data.name,
+                                    settings["weights"], require_weights=True)
+        outcome = finetune(model, data, epochs, lr=lr, teacher=teacher, seed=seed, images=images, on_epoch=on_epoch)
+        save_finetuned(run_dir, model, meta, outcome)
+        write_run_report(run_dir)
+        return outcome

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +15,52 @@ from autoprune.errors import UserError
 STORE_NAME = "store.sqlite"  # every evaluation (autoprune.searchers.store)
 BEST_NAME = "best.json"  # the best policy, its costs and scores, the run's settings
 SLIM_NAME = "slim.pt"  # the best slim model: state dict + layer sizes (autoprune.load)
-TORCHSCRIPT_NAME = "model.pt"  # the same model traced, for torch.jit.load without autoprune
+PROGRAM_NAME = "model.pt2"  # the same model as a torch.export program: torch.export.load, no autoprune needed
 FINETUNED_NAME = "finetuned.pt"  # after `autoprune finetune` (same format as slim.pt)
 FINETUNE_LOG = "finetune.json"  # before/after accuracies and per-epoch history of the fine-tune
 EXPORT_DIR = "export"  # `autoprune export` writes here
+LOCK_NAME = ".lock"  # flock()ed by the one process working on the run; holds its pid
+
+
+_held: dict[Path, tuple[int, int]] = {}  # run directories this process has locked: path -> (fd, depth)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's exclusive lock while the block runs: one process per run directory.
+
+    An OS file lock (flock) on RUN_DIR/.lock: it dies with its process, so a killed run never leaves a stale lock.
+    A second process gets a one-line UserError naming the directory and the holder's pid, having changed
+    nothing. Re-entrant within a process (a search writes its report while holding the lock).
+    """
+    key = run_dir.resolve()
+    if key in _held:
+        fd, depth = _held[key]
+        _held[key] = (fd, depth + 1)
+    else:
+        _held[key] = (_acquire(run_dir), 1)
+    try:
+        yield
+    finally:
+        fd, depth = _held.pop(key)
+        if depth > 1:
+            _held[key] = (fd, depth - 1)
+        else:
+            os.close(fd)  # releases the lock
+
+
+def _acquire(run_dir: Path) -> int:
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(f"run directory {str(run_dir)!r} is in use by another autoprune process (pid {holder}); "
+                        "wait for it to finish, or stop it, or use another run directory") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

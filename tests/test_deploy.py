@@ -1,4 +1,4 @@
-"""From a finished search to a deployable model, as a user runs it: `autoprune finetune`, `export` in three
+"""From a finished search to a deployable model, as a user runs it: `autoprune finetune`, `export` in four
 formats checked against the model, `report`, safe loading, and element-wise zeros kept through fine-tuning."""
 
 from __future__ import annotations
@@ -76,10 +76,13 @@ def test_exports_match_the_model_in_macs_and_outputs(run_dir: Path, finetuned: d
     images = next(iter(digits.loader("test", batch_size=16)))[0]
     with torch.no_grad():
         expected = model(images).numpy()
-    for fmt in ("torch", "onnx", "torchscript"):
+    for fmt in ("pt2", "torch", "onnx", "torchscript"):
         done = cli("export", str(run_dir), "--format", fmt)
         assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr and "deprecated" not in done.stderr  # nothing leaks to the user
     exported = run_dir / "export"
+    program = torch.export.load(str(exported / "model.pt2")).module()  # the deployable program, dynamic batch
+    assert np.abs(program(images).detach().numpy() - expected).max() <= 1e-5 and program(x).shape == (1, 10)
     state = torch.load(exported / "model_state.pt", weights_only=True)  # plain tensors and data, nothing else
     assert set(state) == {"state_dict", "meta"} and state["meta"]["model"] == "resnet20"
     reloaded = autoprune.load(exported / "model_state.pt")

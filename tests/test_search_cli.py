@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+from tests.processes import process_tree
 
 
 def cli(*args: str) -> list[str]:
@@ -37,6 +37,18 @@ def search_args(weights: Path, out: Path, evals: int = 16) -> list[str]:
                "--evals", str(evals), "--seed", "3")
 
 
+PROGRAM_CHECK = """
+import json, sys
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+program = torch.export.load(sys.argv[1]).module()
+with FlopCounterMode(display=False) as counter:
+    program(torch.randn(1, 1, 8, 8))
+batches = [program(torch.randn(n, 1, 8, 8)).shape[0] for n in (1, 5)]
+print(json.dumps({"macs": counter.get_total_flops() // 2, "batches": batches, "autoprune": "autoprune" in sys.modules}))
+"""
+
+
 def test_search_writes_store_best_json_and_a_loadable_model(digits_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = subprocess.run(search_args(digits_weights, out, evals=6), capture_output=True, text=True, timeout=600)
@@ -44,10 +56,11 @@ def test_search_writes_store_best_json_and_a_loadable_model(digits_weights: Path
     best = json.loads((out / "best.json").read_text())
     assert best["slim"]["macs"] <= 0.5 * best["dense"]["macs"]
     assert 0 <= best["slim"]["test_accuracy"] <= 1 and best["result"]["feasible"]
-    model = torch.jit.load(str(out / "model.pt"))  # no autoprune code needed
-    with FlopCounterMode(display=False) as counter:
-        model(torch.randn(1, 1, 8, 8))
-    assert counter.get_total_flops() // 2 == best["slim"]["macs"]
+    # model.pt2 runs where autoprune is not even imported, for any batch size, without a warning
+    loaded = subprocess.run([sys.executable, "-W", "error", "-c", PROGRAM_CHECK, str(out / "model.pt2")],
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0 and not loaded.stderr, loaded.stderr
+    assert json.loads(loaded.stdout) == {"macs": best["slim"]["macs"], "batches": [1, 5], "autoprune": False}
     rows = sqlite3.connect(out / "store.sqlite").execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
     assert 1 <= rows <= 6
     again = subprocess.run(search_args(digits_weights, out, evals=6), capture_output=True, text=True, timeout=600)
@@ -141,24 +154,8 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "fresh").exists() and not any(workdir.iterdir())  # nothing half-written
     assert not Path("/tmp/xq").exists()  # the malicious pickle never ran
     assert sorted(p.name for p in started.iterdir()) == [  # the earlier run is untouched
-        "best.json", "candidates.png", "channels.png", "model.pt", "optuna.db", "progress.png", "report.md", "slim.pt",
-        "store.sqlite"]
-
-
-def process_tree(root: int) -> set[int]:
-    """`root` and every process descended from it (a private Ray instance's GCS, raylet, agents, workers)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit():
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    tree, grown = {root}, True
-    while grown:
-        children = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree, grown = tree | children, bool(children)
-    return tree
+        ".lock", "best.json", "candidates.png", "channels.png", "model.pt2", "optuna.db", "progress.png", "report.md",
+        "slim.pt", "store.sqlite"]
 
 
 def listening_hosts(pids: set[int]) -> set[str]:

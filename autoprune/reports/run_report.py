@@ -12,7 +12,7 @@ from autoprune.budget import Budget
 from autoprune.errors import UserError
 from autoprune.evaluation import Result
 from autoprune.reports.pareto import pareto_front
-from autoprune.rundir import FINETUNE_LOG, STORE_NAME, read_summary
+from autoprune.rundir import FINETUNE_LOG, STORE_NAME, read_summary, run_lock
 
 FIGURES = {"channels": "channels.png", "progress": "progress.png", "candidates": "candidates.png"}
 
@@ -34,17 +34,19 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[Result]]:
 def write_run_report(run_dir: str | Path) -> Path:
     """Write run_dir/report.md and its figures; returns the report's path."""
     run_dir = Path(run_dir)
-    summary, results = read_run(run_dir)
-    import matplotlib
+    read_summary(run_dir)  # a finished run (else a one-line error), before anything is touched
+    with run_lock(run_dir):
+        summary, results = read_run(run_dir)
+        import matplotlib
 
-    matplotlib.use("Agg")
-    _channels_figure(summary, run_dir / FIGURES["channels"])
-    _progress_figure(results, run_dir / FIGURES["progress"])
-    _candidates_figure(summary, results, run_dir / FIGURES["candidates"])
-    path = run_dir / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text(_markdown(run_dir, summary, results))
-    tmp.replace(path)
+        matplotlib.use("Agg")
+        _channels_figure(summary, run_dir / FIGURES["channels"])
+        _progress_figure(results, run_dir / FIGURES["progress"])
+        _candidates_figure(summary, results, run_dir / FIGURES["candidates"])
+        path = run_dir / "report.md"
+        tmp = path.with_name("report.md.tmp")
+        tmp.write_text(_markdown(run_dir, summary, results))
+        tmp.replace(path)
     return path
 
 

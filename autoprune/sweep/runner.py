@@ -15,7 +15,7 @@ import ray
 from ray.exceptions import RayTaskError
 
 from autoprune.errors import UserError
-from autoprune.rundir import STORE_NAME
+from autoprune.rundir import BEST_NAME, STORE_NAME, read_summary, run_lock
 from autoprune.sweep.config import SweepConfig, SweepPoint, point_config, points
 from autoprune.sweep.report import SweepReport, collect_rows, write_report
 
@@ -37,7 +37,7 @@ def _search_task(settings: dict[str, Any]) -> str:
 
 def _state(config: SweepConfig, point: SweepPoint) -> str:
     run = Path(config.out) / point.name
-    if (run / "best.json").is_file():
+    if (run / BEST_NAME).is_file() and not read_summary(run).get("interrupted"):
         return "finished"
     return "started" if (run / STORE_NAME).is_file() else "new"
 
@@ -53,21 +53,29 @@ def run_sweep(config: SweepConfig, workers: int | None = None, address: str | No
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"sweep out {config.out!r} is a file; give a directory")
+    if resume and not out.is_dir():
+        raise UserError(f"nothing to resume in {config.out!r}; drop --resume to start the sweep")
+    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):  # one process per sweep directory (each search also locks its own)
+        return _run_grid(config, out, workers, address, resume, on_finished, dashboard)
+
+
+def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str | None, resume: bool,
+              on_finished: Callable[[SweepPoint, int, int], None] | None, dashboard: bool) -> SweepReport:
     grid = points(config)
     states = {point: _state(config, point) for point in grid}
     if not resume and any(s != "new" for s in states.values()):
         raise UserError(f"{config.out!r} already holds this sweep's searches; pass --resume to continue it or "
                         "choose another out")
-    if resume and not out.is_dir():
-        raise UserError(f"nothing to resume in {config.out!r}; drop --resume to start the sweep")
     todo = [p for p in grid if states[p] != "finished"]
     done = len(grid) - len(todo)
     if todo:
         from autoprune.runtime.ray_pool import start_or_join_ray
 
         owns_ray = start_or_join_ray(address, workers or os.cpu_count() or 1, dashboard)
+        pending: dict = {}  # task ref -> grid point
         try:
-            pending = {_search_task.remote(point_config(config, p).model_dump()): p for p in todo}
+            pending.update({_search_task.remote(point_config(config, p).model_dump()): p for p in todo})
             while pending:
                 finished, _ = ray.wait(list(pending), num_returns=1)
                 for ref in finished:
@@ -83,6 +91,7 @@ def run_sweep(config: SweepConfig, workers: int | None = None, address: str | No
                     if on_finished is not None:
                         on_finished(point, done, len(grid))
         finally:
+            pending.clear()  # no task ref may outlive Ray (see RayRuntime.close)
             if owns_ray:
                 ray.shutdown()
     rows = collect_rows(config, grid)
