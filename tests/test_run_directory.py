@@ -6,6 +6,7 @@ each test sees the same sequence of events on every run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,18 @@ def pause_after(process: subprocess.Popen, out: Path, rows: int) -> None:
 
 def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
     return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir()}
+
+
+@contextlib.contextmanager
+def sigint_reaches_children() -> Iterator[None]:
+    """Processes started in the block get SIGINT's default action, as from an interactive shell. A shell's
+    background job (the suite may run as one) starts with SIGINT ignored, which its children inherit and Python
+    keeps: such a search would never see the signal."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +141,8 @@ def test_the_lock_is_released_when_its_process_dies(tmp_path: Path) -> None:
 def test_an_interrupted_search_says_so_and_resumes_to_the_uninterrupted_result(reference: dict, tmp_path: Path,
                                                                                signum: int, code: int) -> None:
     out = tmp_path / "run"
-    process = subprocess.Popen(search_args(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with sigint_reaches_children():
+        process = subprocess.Popen(search_args(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     pause_after(process, out, rows=3)
     os.kill(process.pid, signum)  # delivered when it runs again
     os.kill(process.pid, signal.SIGCONT)
