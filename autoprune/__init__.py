@@ -14,10 +14,14 @@ def search(*args, **kwargs):
 
 def load(path, model=None):
     """A slim model saved by autoprune (slim.pt, finetuned.pt, `export --format torch`), loaded with
-    weights_only=True; see autoprune.models.slim_checkpoint.load."""
-    from autoprune.models.slim_checkpoint import load as _load
+    weights_only=True; see autoprune.models.slim_checkpoint.load. A run directory loads its delivered model:
+    the fine-tuned one when the run was fine-tuned, else the pruned one."""
+    from pathlib import Path
 
-    return _load(path, model)
+    from autoprune.models.slim_checkpoint import load as _load
+    from autoprune.rundir import model_path
+
+    return _load(model_path(Path(path)) if Path(path).is_dir() else path, model)
 
 
 def finetune(run_dir, epochs: int = 5, **settings):

@@ -38,6 +38,8 @@ from autoprune.rundir import BEST_NAME, LOCK_NAME, PROGRAM_NAME, SLIM_NAME, STOR
 from autoprune.runtime import make_runtime
 from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
 from autoprune.searchers.base import Searcher
+from autoprune.searchers.baselines import baseline_policies
+from autoprune.searchers.finalists import Finalist, FinalsOutcome, choose_finalists, policy_results, run_finalists
 from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
 from autoprune.searchers.screening import Screening
 from autoprune.sensitivity import tolerated_keep
@@ -65,10 +67,11 @@ class SearchReport:
     """The outcome of a search: the best result, its slim model, and where the run was written."""
 
     best: Result
-    model: nn.Module  # fine-tuned when finetune_epochs was set
+    model: nn.Module  # the delivered model: fine-tuned when finetune_epochs was set
     run_dir: Path | None
     summary: dict[str, Any]
     finetune: FinetuneOutcome | None = None
+    finals: FinalsOutcome | None = None  # the finalists' rungs, when they ran
 
 
 def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, data: DataBundle | None = None,
@@ -100,13 +103,15 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward,
                           heldout_images=config.heldout_images, recalibration_batches=config.recalibration_batches,
                           finetune_steps=config.finetune_steps, seed=config.seed,
-                          screen_images=config.screen_images)
+                          screen_images=config.screen_images, finetune_lr=config.finetune_lr,
+                          distill=config.finalist_distill)
     settings = {"model": config.model, "weights": config.weights, "data": bundle.name, "budget": str(budget),
                 "agent": config.agent, "agent_config": agent_config, "space": space_config.model_dump(),
                 "seed": config.seed, "heldout_images": config.heldout_images,
                 "recalibration_batches": config.recalibration_batches, "finetune_steps": config.finetune_steps,
                 "screen_images": config.screen_images, "screen_eta": config.screen_eta,
-                "screen_warmup": config.screen_warmup, "workers": config.workers}
+                "screen_warmup": config.screen_warmup, "workers": config.workers,
+                "finalist_distill": config.finalist_distill, "finetune_lr": config.finetune_lr}
     prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume)
     if run_dir is not None and run_dir.is_dir():  # held until the search ends: no other process may use it
         prepared.lock.enter_context(run_lock(run_dir))
@@ -143,11 +148,17 @@ def _check_run_dir(out: str | None, resume: bool) -> Path | None:
     return path
 
 
+FinalistCallback = Callable[[Finalist, Result, bool], None]
+
+
 def execute_search(prepared: PreparedSearch,
-                   on_result: Callable[[Result, Result | None, bool], None] | None = None) -> SearchReport:
-    """Run the prepared search, writing the store as it goes, then the best model and its report."""
+                   on_result: Callable[[Result, Result | None, bool], None] | None = None,
+                   on_finalist: FinalistCallback | None = None) -> SearchReport:
+    """Run the prepared search, then its finalists' rungs, writing the store as it goes; then fine-tune the
+    winner and write the run's files. `on_result(result, best, from_store)` follows the search,
+    `on_finalist(finalist, result, from_store)` the rungs."""
     with prepared.lock, _holding_run_dir(prepared):
-        return _execute(prepared, on_result)
+        return _execute(prepared, on_result, on_finalist)
 
 
 @contextlib.contextmanager
@@ -170,12 +181,13 @@ def _holding_run_dir(prepared: PreparedSearch) -> Iterator[None]:
             raise
 
 
-def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | None, bool], None] | None
-             ) -> SearchReport:
+def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | None, bool], None] | None,
+             on_finalist: FinalistCallback | None) -> SearchReport:
     config = prepared.config
     # before any file is written: starting the runtime may fail
     runtime = make_runtime(prepared.evaluator, config.workers, config.address, config.dashboard)
     stop: KeyboardInterrupt | None = None
+    finals: FinalsOutcome | None = None
     with tempfile.TemporaryDirectory() as scratch:  # the store lives in the run directory, or here if none
         store_dir = prepared.run_dir or Path(scratch)
         store = TrialStore(store_dir / STORE_NAME)
@@ -184,6 +196,9 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         try:
             best = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
                               screening=screening).best
+            if best is not None and config.finalists:
+                finals = _run_finals(prepared, runtime, store, on_finalist)
+                best = finals.winner.result
         except KeyboardInterrupt as signalled:  # Ctrl-C (or SIGTERM, see autoprune.signals): keep what finished
             stop, best = signalled, store.best()
         finally:
@@ -199,13 +214,33 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         raise SearchInterrupted(signal_number(stop), evaluations, prepared.run_dir, best is not None)
     if best is None:
         raise UserError("no evaluated policy met the budget; loosen the budget or raise --evals")
-    return finish_search(prepared, best)
+    return finish_search(prepared, best, finals=finals)
 
 
-def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = False) -> SearchReport:
+def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore,
+                on_finalist: FinalistCallback | None) -> FinalsOutcome:
+    """The search's top distinct policies and the free baselines' policies through successive halving over
+    short fine-tunes (autoprune.searchers.finalists)."""
+    config = prepared.config
+    baselines = (policy_results(baseline_policies(prepared.space), runtime, store, config.seed)
+                 if config.finalist_baselines else {})
+    finalists = choose_finalists(store.results(), config.finalists, baselines)
+    return run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
+                         config.finalist_eta, on_finalist)
+
+
+def rung_steps(epochs: list[float], data: DataBundle, batch_size: int = 128) -> list[int]:
+    """Rung lengths in epochs of the training split as SGD steps (at least one; equal lengths merged)."""
+    per_epoch = len(data.loader("train", batch_size=batch_size))
+    return sorted({max(1, round(e * per_epoch)) for e in epochs})
+
+
+def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = False,
+                  finals: FinalsOutcome | None = None) -> SearchReport:
     """Build the best slim model, measure dense and slim on held-out and test data, fine-tune it if asked (not
     when the search was `interrupted`: then these are the best-so-far files), and write the run's files
-    (slim.pt, model.pt2, finetuned.pt, best.json, report.md)."""
+    (slim.pt: the pruned model; finetuned.pt; model.pt2: the delivered model, fine-tuned when it was; best.json,
+    report.md)."""
     analysis, evaluator, data = prepared.analysis, prepared.evaluator, prepared.data
     finetune_epochs = 0 if interrupted else prepared.config.finetune_epochs
     slim = evaluator.build(best.policy)
@@ -229,6 +264,7 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
                  "test_score": evaluator.metric(slim, test)},
         "settings": prepared.run_settings,
         "interrupted": interrupted,  # best so far of a search stopped early: --resume finishes it
+        "finalists": finals.to_dict() if finals is not None else None,
     }
     for side in ("dense", "slim"):  # under the default metric the test score is the test accuracy
         summary[side]["test_accuracy"] = summary[side]["test_score"] if default_metric else None
@@ -237,23 +273,27 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
         teacher = analysis.model if prepared.config.distill else None
         tuned = finetune(slim, data, finetune_epochs, lr=prepared.config.finetune_lr, teacher=teacher,
                          seed=prepared.config.seed)
+        summary["finetuned"] = {"epochs": finetune_epochs, "heldout_score": tuned.best_heldout,
+                                "test_score": tuned.test_after,
+                                "test_accuracy": tuned.test_after if default_metric else None}
     if prepared.run_dir is not None:
         _write_run_files(prepared, summary, slim_before, tuned, slim, test[0][0][:16])
-    return SearchReport(best, slim, prepared.run_dir, summary, tuned)
+    return SearchReport(best, slim, prepared.run_dir, summary, tuned, finals)
 
 
 def _write_run_files(prepared: PreparedSearch, summary: dict[str, Any], best_model: nn.Module,
                      tuned: FinetuneOutcome | None, tuned_model: nn.Module, images: torch.Tensor) -> None:
-    """slim.pt (autoprune.load), model.pt2 (torch.export, checked on `images`), the fine-tune's files, then
-    best.json (last: a run with best.json has all its files) and the report."""
+    """slim.pt (the pruned model, autoprune.load), the fine-tune's files, model.pt2 (the delivered model as a
+    torch.export program, checked on `images`), then best.json (last: a run with best.json has all its files) and
+    the report."""
     run_dir, data = prepared.run_dir, prepared.data
     meta = {"model": prepared.config.model, "weights": prepared.config.weights, "data": data.name,
             "in_channels": data.in_channels, "num_classes": data.num_classes, "image_size": data.image_size,
             "budget": summary["budget"], "policy": summary["policy"]}
     save_slim(run_dir / SLIM_NAME, best_model, meta)
-    export_model(best_model, "pt2", run_dir / PROGRAM_NAME, images, meta)
     if tuned is not None:
         save_finetuned(run_dir, tuned_model, meta, tuned)
+    export_model(tuned_model if tuned is not None else best_model, "pt2", run_dir / PROGRAM_NAME, images, meta)
     _write_atomically(run_dir / BEST_NAME, lambda p: p.write_text(json.dumps(summary, indent=2)))
     write_run_report(run_dir)
 

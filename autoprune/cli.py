@@ -165,7 +165,8 @@ def search(
     weights: WeightsOpt = None,
     data: Annotated[str | None, typer.Option(help="default fashion-mnist")] = None,
     data_dir: DataDirOpt = None,
-    agent: Annotated[str | None, typer.Option(help="uniform, random, anneal (default), ga, tpe or ddpg")] = None,
+    agent: Annotated[str | None, typer.Option(help="uniform, random, anneal (default), ga, tpe, ddpg or "
+                                                   "sensitivity")] = None,
     space: Annotated[str | None, typer.Option(help="search_spaces/NAME.yaml or a path (default: default)")] = None,
     evals: Annotated[int | None, typer.Option(help="evaluations (default 100)")] = None,
     seed: Annotated[int | None, typer.Option(help="default 0")] = None,
@@ -183,8 +184,11 @@ def search(
                                                      "starting a local one")] = None,
     dashboard: Annotated[bool | None, typer.Option("--dashboard", help="with --workers 2 or more: also start the "
                                                    "local Ray instance's dashboard, on 127.0.0.1")] = None,
-    finetune_epochs: Annotated[int | None, typer.Option(help="after the search, fine-tune the best model this many "
-                                                             "epochs (default 0)")] = None,
+    finalists: Annotated[int | None, typer.Option(help="re-rank the search's best N distinct policies, with the "
+                                                       "baselines' policies, by short fine-tunes (default 4; 0: "
+                                                       "off)")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(help="after the search, fine-tune the winner this many "
+                                                             "epochs (default 2; 0: off)")] = None,
     distill: Annotated[bool | None, typer.Option("--distill", help="fine-tune with distillation from the dense "
                                                                    "model")] = None,
 ) -> None:
@@ -197,7 +201,7 @@ def search(
                  "data_dir": str(data_dir) if data_dir else None, "agent": agent, "space": space, "evals": evals,
                  "seed": seed, "out": str(out) if out else None, "finetune_steps": finetune_steps,
                  "screen_images": screen_images, "workers": workers, "address": address, "dashboard": dashboard,
-                 "finetune_epochs": finetune_epochs, "distill": distill}
+                 "finalists": finalists, "finetune_epochs": finetune_epochs, "distill": distill}
     settings = load_experiment(str(config) if config else None, overrides)
     if settings.out is None:
         settings.out = f"runs/{settings.model}-{settings.budget}-{settings.agent}-s{settings.seed}"
@@ -405,14 +409,24 @@ def _run_with_progress(prepared, execute):
 
     columns = (TextColumn("[bold]searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[best]}"))
+    config = prepared.config
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("search", total=prepared.config.evals, best="")
+        task = progress.add_task("search", total=config.evals, best="")
+        finals = None
 
         def on_result(result, best, cached) -> None:
             text = f"best {best.score:.4f} at {best.flops_ratio:.1%} FLOPs" if best else "no feasible policy yet"
             progress.update(task, advance=1, best=text + (" (replayed)" if cached else ""))
 
-        return execute(prepared, on_result)
+        def on_finalist(finalist, result, cached) -> None:
+            nonlocal finals
+            if finals is None:
+                progress.update(task, completed=config.evals)
+                finals = progress.add_task("finalists", total=None, best="")
+            progress.update(finals, advance=1, best=f"{finalist.origin} policy: {result.score:.4f} after "
+                                                    f"{result.train_steps} steps" + (" (replayed)" if cached else ""))
+
+        return execute(prepared, on_result, on_finalist)
 
 
 def _print_report(report) -> None:
@@ -426,20 +440,35 @@ def _print_report(report) -> None:
     for name, channels in summary["channels"].items():
         groups.add_row(name, f"{summary['policy'][name]:.3f}", str(channels["dense"]), str(channels["slim"]))
     console.print(groups)
-    dense, slim = summary["dense"], summary["slim"]
-    table = Table(title="dense vs slim")
+    if report.finals is not None:
+        finals = Table(title=f"finalists: held-out score after each rung's fine-tuning steps "
+                             f"({', '.join(map(str, report.finals.rungs))})")
+        for column in ("origin", "policy", "search score", *(f"{steps} steps" for steps in report.finals.rungs)):
+            finals.add_column(column)
+        for finalist in report.finals.finalists:
+            mark = " (winner)" if finalist is report.finals.winner else ""
+            finals.add_row(finalist.origin + mark, finalist.result.policy_hash, f"{finalist.result.score:.4f}",
+                           *(f"{finalist.rung_scores[s]:.4f}" if s in finalist.rung_scores else "-"
+                             for s in report.finals.rungs))
+        console.print(finals)
+    dense, slim, tuned = summary["dense"], summary["slim"], summary.get("finetuned")
+    title = f" ({tuned['epochs']} epochs; the delivered model)" if tuned is not None else ""
+    table = Table(title=f"dense vs slim, pruned and fine-tuned{title}")
     for column in ("", "MACs", "params", "latency (ms)", "held-out score", "test score"):
         table.add_column(column)
-    for label, row in (("dense", dense), ("slim", slim)):
-        table.add_row(label, f"{row['macs'] / 1e6:.2f} M", f"{row['params'] / 1e6:.3f} M",
-                      f"{row['latency_s'] * 1e3:.2f}", f"{row['heldout_score']:.4f}", f"{row['test_score']:.4f}")
+    rows = [("dense", dense, dense), ("slim, pruned", slim, slim)]
+    if tuned is not None:
+        rows.append(("slim, fine-tuned", slim, tuned))
+    for label, cost, score in rows:
+        table.add_row(label, f"{cost['macs'] / 1e6:.2f} M", f"{cost['params'] / 1e6:.3f} M",
+                      f"{cost['latency_s'] * 1e3:.2f}", f"{score['heldout_score']:.4f}", f"{score['test_score']:.4f}")
     console.print(table)
-    if report.finetune is not None:
-        tuned = report.finetune
-        console.print(f"fine-tuned {tuned.epochs} epochs: test accuracy {tuned.test_before:.4f} -> "
-                      f"{tuned.test_after:.4f}")
+    delivered = ("finetuned.pt and model.pt2 hold the fine-tuned model, slim.pt the pruned one" if tuned is not None
+                 else "slim.pt and model.pt2 hold the pruned model, not fine-tuned: run `autoprune finetune "
+                      f"{report.run_dir}` before deploying it")
     console.print(f"slim/dense MACs {slim['macs'] / dense['macs']:.3f}; run directory: {report.run_dir} "
-                  "(report.md, best.json, store.sqlite, slim.pt: autoprune.load, model.pt2: torch.export.load)")
+                  f"(report.md, best.json, store.sqlite; {delivered}; load with autoprune.load or "
+                  "torch.export.load)")
 
 
 def _interrupted_line(stop: SearchInterrupted) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autoprune.errors import UserError
 
@@ -46,7 +46,13 @@ class ExperimentConfig(BaseModel):
     heldout_images: int = Field(2000, ge=1)
     recalibration_batches: int = Field(8, ge=0)
     finetune_steps: int = Field(0, ge=0)
-    finetune_epochs: int = Field(0, ge=0)  # after the search: fine-tune the best slim model this many epochs
+    finalists: int = Field(4, ge=0)  # the search's best distinct policies re-ranked by short fine-tunes (0: off)
+    # successive halving: each rung's fine-tune, in epochs of the training split (Fashion-MNIST: 430 steps each)
+    finalist_rungs: list[float] = Field(default_factory=lambda: [0.125, 0.5])
+    finalist_eta: float = Field(3.0, gt=1)  # each rung keeps the best 1/eta of its finalists
+    finalist_baselines: bool = True  # uniform, global and isomorphic ranking compete as finalists too
+    finalist_distill: bool = False  # rung fine-tunes distil from the dense model
+    finetune_epochs: int = Field(2, ge=0)  # after the search: fine-tune the winner this many epochs (0: off)
     finetune_lr: float = Field(0.01, gt=0)
     distill: bool = False  # fine-tune with knowledge distillation from the dense model
     screen_images: int = Field(0, ge=0)  # multi-fidelity screening slice (0: off)
@@ -56,6 +62,14 @@ class ExperimentConfig(BaseModel):
     address: str | None = None  # an existing Ray cluster (HOST:PORT or auto); default: a private local instance
     dashboard: bool = False  # with a private local Ray instance: also start Ray's dashboard, on 127.0.0.1
     out: str | None = None
+
+    @field_validator("finalist_rungs")
+    @classmethod
+    def _increasing(cls, rungs: list[float]) -> list[float]:
+        if not rungs or any(r <= 0 for r in rungs) or any(b <= a for a, b in zip(rungs, rungs[1:], strict=False)):
+            raise ValueError("must be one or more fine-tune lengths in epochs, each positive and longer than the "
+                             "last, e.g. [0.125, 0.5]")
+        return rungs
 
 
 def read_yaml(path: Path, what: str) -> dict[str, Any]:

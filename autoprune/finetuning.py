@@ -17,7 +17,7 @@ from torch import nn
 from autoprune.data import DataBundle
 from autoprune.engine.unstructured import make_permanent, prunable_layers
 from autoprune.models.slim_checkpoint import load, save_slim
-from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, read_summary, run_lock, slim_path
+from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, PROGRAM_NAME, read_summary, run_lock, slim_path
 from autoprune.training import accuracy, train
 
 
@@ -99,8 +99,9 @@ def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = F
                  images: int | None = None, seed: int = 0,
                  on_epoch: Callable[[int, float, float], None] | None = None) -> FinetuneOutcome:
     """Fine-tune a finished run's best slim model (always from the search's slim.pt, so a repeat starts afresh)
-    on the run's data; write finetuned.pt and finetune.json and refresh report.md."""
+    on the run's data; write finetuned.pt, finetune.json and the delivered model.pt2, and refresh report.md."""
     from autoprune.data import load_data
+    from autoprune.exporting import export_model
     from autoprune.models import load_checkpoint, load_model
     from autoprune.reports import write_run_report
 
@@ -115,5 +116,7 @@ def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = F
                                     settings["weights"], require_weights=True)
         outcome = finetune(model, data, epochs, lr=lr, teacher=teacher, seed=seed, images=images, on_epoch=on_epoch)
         save_finetuned(run_dir, model, meta, outcome)
+        images = next(iter(data.loader("test", batch_size=16)))[0]
+        export_model(model, "pt2", run_dir / PROGRAM_NAME, images, meta)  # the delivered program follows
         write_run_report(run_dir)
         return outcome

@@ -65,6 +65,7 @@ def train(
     temperature: float = 4.0,
     on_step: Callable[[int], None] | None = None,
     bn_l1: float = 0.0,
+    steps: int | None = None,
 ) -> nn.Module:
     """Train in place with SGD (Nesterov), cosine-annealed learning rate and label smoothing 0.1.
 
@@ -74,27 +75,31 @@ def train(
     the KL divergence between softened outputs at `temperature` (scaled by its square), plus the rest times the
     labels' cross-entropy. `on_step(step)` runs before each training step (0, 1, ...): pruning schedules hook in
     there. `bn_l1` adds network slimming's L1 penalty on every BatchNorm scale (gamma), driving unneeded channels'
-    gammas towards zero so `autoprune prune --pruner slim` can remove them.
+    gammas towards zero so `autoprune prune --pruner slim` can remove them. `steps` trains for exactly that many
+    SGD steps instead of whole epochs (the schedule spans them; epochs restart the shuffled split as needed):
+    the short fine-tunes that score finalists.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     loader = data.loader("train", batch_size=batch_size, shuffle=True, seed=seed, limit=images)
     heldout = data.loader("heldout", batch_size=512)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    steps = max(1, epochs * len(loader))
-    warmup = min(len(loader), steps // 10)
+    total = steps if steps is not None else max(1, epochs * len(loader))
+    warmup = min(len(loader), total // 10)
 
     def schedule(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     taken = 0  # training steps so far
-    for epoch in range(epochs):
+    for epoch in range(epochs if steps is None else math.ceil(steps / len(loader))):
         model.train()
         total_loss, batches = 0.0, 0
         for x, y in loader:
+            if taken == total:
+                break
             if on_step is not None:
                 on_step(taken)
             taken += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -41,3 +43,13 @@ def kill_tree(root: int) -> dict[int, bytes]:
         except ProcessLookupError:
             continue
     return tree
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    """Poll until `condition()` holds (an event: a row stored, a file written); `timeout` is only a ceiling for a
+    process that hangs, never the thing waited for."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout:g} s for {condition!r}")
+        time.sleep(0.02)

@@ -66,6 +66,23 @@ class Analysis:
         ratios = policy_ratios(self.groups, policy)
         return [g.kept_channels(r, self.round_to) for g, r in zip(self.groups, ratios, strict=True)]
 
+    def isomorphic_scopes(self) -> list[str]:
+        """Each group's isomorphism tag, as Torch-Pruning's isomorphic pruning forms them (Fang et al., ECCV
+        2024): the sequence of (source type, target type, in/out) of its dependencies. Groups with equal tags
+        are ranked against each other; different tags never compete."""
+        if len(self._tp_groups) != len(self.groups):
+            raise UserError("this analysis was copied to another process without its graph; use the original")
+        graph = self._dependency_graph
+        tags = []
+        for tp_group in self._tp_groups:
+            parts = []
+            for item in tp_group:
+                side = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
+                parts.append(f"{type(item.dep.source.module).__name__}_{side}>"
+                             f"{type(item.dep.target.module).__name__}_{side}")
+            tags.append("|".join(parts))
+        return tags
+
     def __getstate__(self) -> dict:
         """Pickled without Torch-Pruning's traced graph (it holds autograd nodes): a copy sent to a worker
         process builds slim models as the original does; only `rank` needs the graph."""

@@ -5,6 +5,11 @@ Multi-fidelity: with `screen_images` set, a caller may pass a `screen_threshold`
 that many held-out images first and on the whole split only if the screening score reaches the threshold
 (autoprune.searchers.screening decides the threshold).
 
+Training fidelity: `train_steps=N` fine-tunes the recalibrated slim model for N SGD steps (the fine-tune recipe of
+autoprune.training, distilled from the dense model when `distill` is set) before scoring it. Accuracy right
+after pruning mostly measures weight damage; a short fine-tune ranks candidates the way the shipped, fine-tuned
+model will (experiments/fidelity_study.py measures how well). The finalists are scored this way.
+
 Batches are materialised once at construction, so an evaluation spends its time in forward passes.
 """
 
@@ -25,7 +30,7 @@ from autoprune.engine.slim import Policy, policy_ratios
 from autoprune.errors import UserError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
 from autoprune.evaluation.result import Result, policy_hash
-from autoprune.training import accuracy
+from autoprune.training import accuracy, train
 
 Metric = Callable[[nn.Module, Sequence[tuple[torch.Tensor, torch.Tensor]]], float]
 Reward = Callable[[Result], float]
@@ -58,8 +63,12 @@ class Evaluator:
         finetune_lr: float = 0.01,
         seed: int = 0,
         screen_images: int = 0,
+        distill: bool = False,
     ) -> None:
         self.analysis = analysis
+        self.data = data  # the training split, for training-fidelity scores (train_steps)
+        self.distill = distill
+        self.seed = seed
         self.budget = budget
         self.metric = metric
         self.reward = reward
@@ -86,12 +95,14 @@ class Evaluator:
             self._finetune(slim)
         return slim.eval()
 
-    def __call__(self, policy: Policy, screen_threshold: float | None = None) -> Result:
+    def __call__(self, policy: Policy, screen_threshold: float | None = None, train_steps: int = 0) -> Result:
         """Evaluate one policy; with a `screen_threshold` (and screening set up), stop after the screening slice
-        if its score falls below the threshold."""
+        if its score falls below the threshold; with `train_steps`, score it after that many fine-tuning steps."""
         start = time.perf_counter()
         ratios = policy_ratios(self.analysis.groups, policy)
         slim = self.build(ratios)
+        if train_steps:
+            self.train(slim, train_steps)
         cost = count_cost(slim, self.example_input)
         latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
         screen_score = None
@@ -105,11 +116,19 @@ class Evaluator:
             kept_channels=self.analysis.kept_channels(ratios), macs=cost.macs, flops=cost.flops, params=cost.params,
             flops_ratio=flops_ratio, params_ratio=params_ratio, latency=latency, score=score, reward=math.nan,
             feasible=self.budget.satisfied(flops_ratio, params_ratio, latency), wall_time=0.0, complete=complete,
-            screen_score=screen_score,
+            screen_score=screen_score, train_steps=train_steps,
         )
         result.reward = _call_user(self.reward, "reward", result)
         result.wall_time = time.perf_counter() - start
         return result
+
+    def train(self, slim: nn.Module, steps: int) -> nn.Module:
+        """Fine-tune a built slim model in place for `steps` SGD steps: the recipe of the final fine-tune
+        (autoprune.finetuning) with its schedule compressed into the steps, the same data order for every policy
+        (seeded), distilled from the dense model when `distill` is set."""
+        teacher = self.analysis.model if self.distill else None
+        train(slim, self.data, epochs=0, steps=steps, lr=self.finetune_lr, seed=self.seed, teacher=teacher)
+        return slim.eval()
 
     def _finetune(self, slim: nn.Module) -> None:
         """A few SGD steps on training batches: enough to re-rank candidates that collapse right after pruning."""

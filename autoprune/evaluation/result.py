@@ -34,6 +34,7 @@ class Result:
     wall_time: float
     complete: bool = True  # scored on the whole held-out split (False: stopped after screening)
     screen_score: float | None = None  # score on the screening slice, when multi-fidelity screening ran
+    train_steps: int = 0  # fidelity: fine-tuning steps taken before scoring (0: recalibrated only)
 
     def to_dict(self) -> dict:
         return asdict(self)

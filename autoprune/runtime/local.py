@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from autoprune.engine.slim import Policy
 from autoprune.evaluation import Result
 
-Job = tuple[Policy, float | None]  # a policy and its screening threshold (None: no screening)
+# a policy and the evaluator's keyword arguments for it: screen_threshold (multi-fidelity screening), train_steps
+# (a finalist's short fine-tune); {} for a plain evaluation
+Job = tuple[Policy, Mapping[str, Any]]
 
 
 class Runtime(Protocol):
@@ -32,9 +34,8 @@ class InProcessRuntime:
         self.evaluator = evaluator
 
     def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
-        for index, (policy, threshold) in enumerate(jobs):
-            result = self.evaluator(policy) if threshold is None else self.evaluator(policy, screen_threshold=threshold)
-            yield index, result
+        for index, (policy, options) in enumerate(jobs):
+            yield index, self.evaluator(policy, **options)
 
     def close(self) -> None:
         pass

@@ -157,10 +157,8 @@ class EvaluatorActor:
     def ready(self) -> bool:
         return True
 
-    def evaluate(self, policy: list[float], threshold: float | None) -> Result:
-        if threshold is None:
-            return self.evaluator(policy)
-        return self.evaluator(policy, screen_threshold=threshold)
+    def evaluate(self, policy: list[float], options: dict) -> Result:
+        return self.evaluator(policy, **options)
 
 
 class RayRuntime:

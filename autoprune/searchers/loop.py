@@ -63,7 +63,8 @@ def run_search(
         cached = [r is not None for r in results]
         first: dict[str, int] = {}  # a policy asked twice in one batch is evaluated once
         todo = [i for i, r in enumerate(results) if r is None and first.setdefault(hashes[i], i) == i]
-        for index, result in runtime.evaluate([(policies[i], threshold) for i in todo]):
+        options = {} if threshold is None else {"screen_threshold": threshold}
+        for index, result in runtime.evaluate([(policies[i], options) for i in todo]):
             store.add(result, searcher.name, searcher.seed)  # committed as soon as it arrives
             results[todo[index]] = result
             evaluated += 1

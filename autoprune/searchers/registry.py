@@ -17,6 +17,7 @@ _LOCATIONS = {
     "ga": "autoprune.searchers.genetic:GeneticSearcher",
     "tpe": "autoprune.searchers.tpe:TPESearcher",
     "ddpg": "autoprune.searchers.ddpg:DDPGSearcher",
+    "sensitivity": "autoprune.searchers.threshold:SensitivityThresholdSearcher",
 }
 AGENTS: tuple[str, ...] = tuple(_LOCATIONS)
 

@@ -1,7 +1,9 @@
 """Trial store: every finished evaluation in SQLite, committed the moment it finishes, keyed by policy hash.
 
 A search killed at any point loses no finished evaluation; a resumed one reads them back instead of
-re-evaluating (see autoprune.searchers.loop). Written with the standard library's sqlite3.
+re-evaluating (see autoprune.searchers.loop). Scores at a training fidelity (a finalist after N fine-tuning steps,
+autoprune.searchers.finalists) live in their own table, keyed by policy and steps. Written with the standard
+library's sqlite3.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ CREATE TABLE IF NOT EXISTS evaluations (
     complete INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trained_evaluations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy_hash TEXT NOT NULL,
+    train_steps INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    score REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    result TEXT NOT NULL,
+    UNIQUE (policy_hash, train_steps)
+);
 """
 
 
@@ -80,6 +92,26 @@ class TrialStore:
                  result.params, result.flops_ratio, result.params_ratio, int(result.feasible), result.wall_time,
                  searcher, seed, time.time(), json.dumps(result.to_dict()), int(result.complete)),
             )
+
+    def get_trained(self, policy_hash: str, train_steps: int) -> Result | None:
+        """The result of a policy scored after `train_steps` fine-tuning steps, if stored."""
+        row = self._db.execute("SELECT result FROM trained_evaluations WHERE policy_hash = ? AND train_steps = ?",
+                               (policy_hash, train_steps)).fetchone()
+        return Result(**json.loads(row[0])) if row else None
+
+    def add_trained(self, result: Result, origin: str) -> None:
+        """Write one finished training-fidelity evaluation (`origin`: where the policy came from) and commit."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO trained_evaluations (policy_hash, train_steps, origin, score, finished_at, "
+                "result) VALUES (?, ?, ?, ?, ?, ?)",
+                (result.policy_hash, result.train_steps, origin, result.score, time.time(),
+                 json.dumps(result.to_dict())))
+
+    def trained_results(self) -> list[tuple[str, Result]]:
+        """Every training-fidelity evaluation as (origin, result), in the order they finished."""
+        return [(origin, Result(**json.loads(r))) for origin, r in
+                self._db.execute("SELECT origin, result FROM trained_evaluations ORDER BY seq")]
 
     def results(self) -> list[Result]:
         """Every stored evaluation, in the order they finished."""

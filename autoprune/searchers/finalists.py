@@ -1,0 +1,110 @@
+"""Finalists: the search's best few distinct policies and the free baselines' policies, re-ranked by what ships.
+
+Accuracy right after pruning mostly measures weight damage; what a user deploys is the fine-tuned model. So after
+the search, its top `count` distinct policies plus the baselines' (uniform, global and isomorphic ranking: free,
+so the result is never worse than theirs by construction) go through successive halving over short fine-tunes:
+rung r fine-tunes every survivor from its pruned weights for `rungs[r]` steps (the final fine-tune's recipe,
+compressed) and keeps the best 1/eta by held-out score; the last rung's best is the winner. Rung training only
+selects: the final fine-tune starts from the winner's pruned weights, so the win belongs to the policy, not to
+extra training. experiments/fidelity_study.py measured which fidelity predicts the fine-tuned accuracy.
+
+Rungs run on the search's runtime (in process or Ray workers); each result is stored with its fidelity the moment
+it finishes (TrialStore.add_trained), and a resumed run reads finished rungs back instead of training again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from autoprune.evaluation import Result, policy_hash
+from autoprune.runtime import Runtime
+from autoprune.searchers.store import TrialStore
+
+
+@dataclass
+class Finalist:
+    """One candidate in the finalists' rungs: where it came from, its recalibrated result, its rung scores."""
+
+    origin: str  # "search" or a baseline's name
+    result: Result  # at fidelity 0 (recalibrated only): costs, search-time score
+    rung_scores: dict[int, float] = field(default_factory=dict)  # train steps -> held-out score
+
+    def to_dict(self) -> dict:
+        return {"origin": self.origin, "policy_hash": self.result.policy_hash, "search_score": self.result.score,
+                "flops_ratio": self.result.flops_ratio, "rung_scores": dict(self.rung_scores)}
+
+
+@dataclass
+class FinalsOutcome:
+    """The winner and every finalist's rung scores, in rung order."""
+
+    winner: Finalist
+    finalists: list[Finalist]
+    rungs: list[int]
+    trained: int  # rung evaluations run in this process (the rest were read back from the store)
+
+    def to_dict(self) -> dict:
+        return {"rungs": self.rungs, "winner": self.winner.to_dict(),
+                "finalists": [f.to_dict() for f in self.finalists]}
+
+
+def choose_finalists(results: Sequence[Result], count: int, baselines: dict[str, Result]) -> list[Finalist]:
+    """The `count` best distinct feasible, fully scored results by reward other than the baselines' policies
+    (which the store may hold too), then each feasible baseline."""
+    named = {r.policy_hash: Finalist(name, r) for name, r in reversed(baselines.items()) if r.feasible}
+    ranked = sorted((r for r in results if r.feasible and r.complete and r.policy_hash not in named),
+                    key=lambda r: -r.reward)
+    chosen: dict[str, Finalist] = {}
+    for result in ranked:
+        if len(chosen) == count:
+            break
+        chosen.setdefault(result.policy_hash, Finalist("search", result))
+    return [*chosen.values(), *reversed(named.values())]
+
+
+def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore, rungs: Sequence[int],
+                  eta: float, on_result: Callable[[Finalist, Result, bool], None] | None = None) -> FinalsOutcome:
+    """Successive halving over `rungs` (training steps, increasing); `on_result(finalist, result, from_store)`
+    after each rung evaluation."""
+    survivors, trained = list(finalists), 0
+    for rung, steps in enumerate(rungs):
+        todo = []
+        for finalist in survivors:
+            stored = store.get_trained(finalist.result.policy_hash, steps)
+            if stored is None:
+                todo.append(finalist)
+                continue
+            finalist.rung_scores[steps] = stored.score
+            if on_result is not None:
+                on_result(finalist, stored, True)
+        jobs = [(f.result.policy, {"train_steps": steps}) for f in todo]
+        for index, result in runtime.evaluate(jobs):
+            store.add_trained(result, todo[index].origin)
+            todo[index].rung_scores[steps] = result.score
+            trained += 1
+            if on_result is not None:
+                on_result(todo[index], result, False)
+        survivors.sort(key=lambda f: -f.rung_scores[steps])  # stable: ties keep the search's order
+        if rung < len(rungs) - 1:
+            survivors = survivors[:max(1, math.ceil(len(survivors) / eta))]
+    return FinalsOutcome(survivors[0], finalists, list(rungs), trained)
+
+
+def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore, seed: int
+                   ) -> dict[str, Result]:
+    """Recalibrated (fidelity 0) results of named policies, from the store or evaluated now and stored under
+    their name as the searcher."""
+    results: dict[str, Result] = {}
+    todo = []
+    for name, policy in policies.items():
+        stored = store.get(policy_hash(policy))
+        if stored is not None:
+            results[name] = stored
+        else:
+            todo.append(name)
+    for index, result in runtime.evaluate([(policies[name], {}) for name in todo]):
+        store.add(result, todo[index], seed)
+        results[todo[index]] = result
+    return {name: results[name] for name in policies}

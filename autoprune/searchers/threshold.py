@@ -1,0 +1,128 @@
+"""The allocation a user tries first, as a searcher: sensitivity analysis plus one shared degradation threshold
+(the algorithm of NVIDIA ModelOpt's FastNAS and of AIMET's greedy compression-ratio selection).
+
+1. Probe: the dense model and every group pruned alone to each keep level (BatchNorm recalibrated, scored on the
+   held-out split as every candidate is); each group's score drop is made monotone (keeping less never looks
+   better than keeping more).
+2. Allocate: for a threshold t each group keeps the least it can while its drop stays within t (interpolated
+   between the probed levels); t is bisected to the smallest value whose policy meets the budget. Groups whose
+   curves are flat at that threshold are tied, and give up channels only as far as the budget needs.
+
+The probes break the budget on purpose (one group pruned, the rest dense): they are stored like any evaluation
+but can never be the run's best. The search asks `1 + groups x levels` probes, then the one allocated policy;
+`--evals` must allow that many. Probes are asked ahead of their results, so Ray workers stay busy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from autoprune.evaluation import Result
+from autoprune.searchers.base import Searcher, SearcherSettings
+from autoprune.searchers.space import SearchSpace
+
+
+class SensitivityThresholdSearcher(Searcher):
+    """Per-group sensitivity table, then one score-drop threshold for all groups, bisected onto the budget."""
+
+    name = "sensitivity"
+    ask_ahead = 4  # the probes do not depend on each other's results
+
+    class Settings(SearcherSettings):
+        """The keep levels each group is probed at (documented in agents/sensitivity.yaml)."""
+
+        levels: list[float] = Field(default_factory=lambda: [0.8, 0.6, 0.4, 0.2])
+
+        @field_validator("levels")
+        @classmethod
+        def _in_range(cls, levels: list[float]) -> list[float]:
+            if not levels or not all(0 < v < 1 for v in levels):
+                raise ValueError("every level must be a keep ratio in (0, 1)")
+            return sorted(set(levels), reverse=True)
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
+        super().__init__(space, seed, **settings)
+        # each group's keep levels: the configured ones within its bounds, plus its least keep
+        self.levels = [sorted({float(np.clip(v, lo, hi)) for v in self.settings.levels} | {float(lo)}, reverse=True)
+                       for lo, hi in zip(space.lower, space.upper, strict=True)]
+        self.probes: list[list[float]] = [[1.0] * space.size]  # the dense model first: the reference score
+        self.probes += [self._alone(g, keep) for g in range(space.size) for keep in self.levels[g]]
+        self.scores: dict[int, float] = {}  # probe index -> score
+        self.asked = 0  # probes handed out so far
+        self.final: list[float] | None = None
+
+    def _alone(self, group: int, keep: float) -> list[float]:
+        policy = [1.0] * self.space.size
+        policy[group] = keep
+        return policy
+
+    def ask(self, n: int) -> list[list[float]]:
+        if self.done or n < 1:
+            return []
+        if self.asked < len(self.probes):
+            batch = self.probes[self.asked:self.asked + n]
+            self.asked += len(batch)
+            return [list(p) for p in batch]
+        if len(self.scores) < len(self.probes):  # waiting for results still out
+            return []
+        self.done = True
+        self.final = self.allocate()
+        return [self.final]
+
+    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
+        first = self.asked - len(policies)
+        for offset, result in enumerate(results):
+            if first + offset < len(self.probes) and self.final is None:
+                self.scores[first + offset] = result.score
+
+    def drops(self) -> list[list[tuple[float, float]]]:
+        """Per group: (keep, monotone score drop) from keep 1.0 (drop 0) down to its least keep."""
+        reference = self.scores[0]
+        table, index = [], 1
+        for group in range(self.space.size):
+            points, worst = [(1.0, 0.0)], 0.0
+            for keep in self.levels[group]:
+                worst = max(worst, reference - self.scores[index])
+                points.append((keep, worst))
+                index += 1
+            table.append(points)
+        return table
+
+    def allocate(self) -> list[float]:
+        """The policy of the smallest shared threshold that meets the budget."""
+        table = self.drops()
+
+        def policy(threshold: float) -> list[float]:
+            return [_least_keep(points, threshold) for points in table]
+
+        top = max(drop for points in table for _, drop in points)
+        if self.space.feasible(policy(0.0)):
+            return policy(0.0)
+        lo, hi = 0.0, top + 1e-9
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if self.space.feasible(policy(mid)) else (mid, hi)
+        # groups whose curves are flat at the threshold all jump at once as it passes; they are tied there, so
+        # the budget decides how far they go: the least move from policy(lo) towards policy(hi) that meets it
+        over, under = np.asarray(policy(lo)), np.asarray(policy(hi))
+        a, b = 0.0, 1.0
+        for _ in range(30):
+            mid = (a + b) / 2
+            a, b = (a, mid) if self.space.feasible((over + mid * (under - over)).tolist()) else (mid, b)
+        return np.clip(over + b * (under - over), self.space.lower, self.space.upper).tolist()
+
+
+def _least_keep(points: list[tuple[float, float]], threshold: float) -> float:
+    """The least keep ratio whose (monotone, interpolated) drop stays within `threshold`."""
+    keep = points[0][0]
+    for (k1, d1), (k2, d2) in zip(points, points[1:], strict=False):
+        if d2 <= threshold:
+            keep = k2
+            continue
+        if d2 > d1:  # the threshold is crossed between k1 and k2: interpolate
+            keep = k1 + (k2 - k1) * (threshold - d1) / (d2 - d1)
+        return float(keep)
+    return float(keep)

@@ -1,0 +1,217 @@
+"""The pipeline that ships a fine-tuned model: baselines' policies, the sensitivity-threshold searcher, finalists
+re-ranked by short fine-tunes (successive halving, stored, resumable), and the final fine-tune."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import autoprune
+from autoprune.evaluation import policy_hash
+from autoprune.searchers import TrialStore, make_searcher, run_search
+from autoprune.searchers.baselines import baseline_policies
+from autoprune.searchers.threshold import _least_keep
+from tests.processes import wait_for
+
+
+@pytest.fixture(scope="module")
+def setup(trained_digits_resnet, digits, search_setup):
+    return search_setup(trained_digits_resnet, digits)
+
+
+def _dropped_and_kept(space, policy, groups):
+    """Importance scores of the channels `policy` drops and keeps, over `groups` (indices)."""
+    analysis = space.analysis
+    dropped, kept = [], []
+    for index, drop in enumerate(analysis.drops(policy)):
+        if index not in groups:
+            continue
+        scores = np.asarray(analysis.groups[index].importance)
+        mask = np.zeros(len(scores), dtype=bool)
+        mask[drop] = True
+        dropped += scores[mask].tolist()
+        kept += scores[~mask].tolist()
+    return dropped, kept
+
+
+def test_baseline_policies_meet_the_budget_and_rank_channels_as_torch_pruning_does(setup) -> None:
+    space, _ = setup
+    policies = baseline_policies(space)
+    assert set(policies) == {"uniform", "global", "isomorphic"}
+    for name, policy in policies.items():
+        assert space.feasible(policy), name
+        assert space.costs.fraction(policy) > 0.3, f"{name} prunes far more than the 0.4flops budget asks"
+    assert len(set(policies["uniform"])) == 1
+    free = [i for i, (keep, lo, hi) in enumerate(zip(policies["global"], space.lower, space.upper, strict=True))
+            if lo < keep < hi]  # groups not held at a bound
+    dropped, kept = _dropped_and_kept(space, policies["global"], free)
+    assert dropped and max(dropped) <= min(kept)  # one threshold over every channel of every group
+    tags = space.analysis.isomorphic_scopes()
+    for tag in set(tags):
+        scope = [i for i in free if tags[i] == tag]
+        dropped, kept = _dropped_and_kept(space, policies["isomorphic"], scope)
+        if dropped:
+            assert max(dropped) <= min(kept)  # ranked within a scope of identical structure
+    assert len(set(tags)) > 1  # a ResNet has more than one structure: isomorphic differs from global ranking
+
+
+def test_least_keep_follows_the_monotone_drop_curve_down_to_the_threshold() -> None:
+    points = [(1.0, 0.0), (0.8, 0.01), (0.6, 0.05), (0.4, 0.2)]
+    assert _least_keep(points, 0.0) == 1.0
+    assert _least_keep(points, 0.01) == 0.8
+    assert _least_keep(points, 0.03) == pytest.approx(0.7)  # interpolated between 0.8 and 0.6
+    assert _least_keep(points, 0.5) == 0.4  # never below the least probed level
+
+
+def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_threshold(setup, tmp_path) -> None:
+    space, evaluator = setup
+    searcher = make_searcher("sensitivity", space, levels=[0.6, 0.3])
+    probes = 1 + sum(len(levels) for levels in searcher.levels)
+    outcome = run_search(searcher, evaluator, TrialStore(tmp_path / "s.sqlite"), evals=probes + 5, batch_size=4)
+    assert outcome.evaluations == probes + 1 and searcher.done
+    assert outcome.best.policy == pytest.approx(searcher.final) and outcome.best.feasible
+    assert space.costs.fraction(outcome.best.policy) > 0.39  # the threshold is bisected onto the budget
+    drops = searcher.drops()
+    assert all(all(a[1] <= b[1] for a, b in zip(curve, curve[1:], strict=False)) for curve in drops)  # monotone
+    # one shared threshold: no group is pruned past what the largest drop among the chosen keeps allows it
+    shared = max(_drop_at(curve, keep) for curve, keep in zip(drops, outcome.best.policy, strict=True))
+    assert shared < max(d for curve in drops for _, d in curve)  # not simply everything at its least keep
+    for curve, keep, lo in zip(drops, outcome.best.policy, space.lower, strict=True):
+        assert keep >= max(lo, _least_keep(curve, shared)) - 1e-6
+
+
+def _drop_at(curve, keep):
+    keeps, drops = zip(*curve, strict=True)
+    return float(np.interp(keep, keeps[::-1], drops[::-1]))
+
+
+def test_evaluator_scores_a_policy_after_training_steps(setup) -> None:
+    space, evaluator = setup
+    policy = space.project(space.uniform(1.0))
+    recalibrated, trained = evaluator(policy), evaluator(policy, train_steps=30)
+    assert (recalibrated.train_steps, trained.train_steps) == (0, 30)
+    assert trained.score > recalibrated.score + 0.05  # a short fine-tune repairs the pruning damage
+    assert trained.policy_hash == recalibrated.policy_hash and trained.macs == recalibrated.macs
+
+
+def test_finalists_halve_by_short_fine_tunes_and_the_run_ships_the_fine_tuned_winner(digits, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    report = autoprune.search("resnet20", data="digits", budget="0.5flops", agent="random", evals=8, seed=2, out=out,
+                              finalists=3, finalist_rungs=[0.5, 2.0], finalist_eta=2, finetune_epochs=1)
+    finals = report.finals
+    origins = [f.origin for f in finals.finalists]
+    assert origins.count("search") == 3 and {"uniform", "global", "isomorphic"} <= set(origins)
+    first, last = finals.rungs  # 0.5 and 2 epochs of the digits training split
+    per_epoch = len(digits.loader("train", batch_size=128))
+    assert (first, last) == (round(0.5 * per_epoch), 2 * per_epoch)
+    with sqlite3.connect(out / "store.sqlite") as db:
+        rows = db.execute("SELECT policy_hash, train_steps, origin, score FROM trained_evaluations").fetchall()
+    rung = {steps: {h: s for h, n, _, s in rows if n == steps} for steps in finals.rungs}
+    assert len(rung[first]) == len(finals.finalists)
+    survivors = sorted(rung[first], key=lambda h: -rung[first][h])[:math.ceil(len(finals.finalists) / 2)]
+    assert set(rung[last]) == set(survivors)  # the best half of rung one, and only they, trained longer
+    winner = max(rung[last], key=rung[last].get)
+    assert report.best.policy_hash == winner == finals.winner.result.policy_hash
+    best = json.loads((out / "best.json").read_text())
+    assert best["finalists"]["winner"]["policy_hash"] == winner
+    assert best["finetuned"]["test_score"] == report.finetune.test_after
+    # the delivered files are the fine-tuned model
+    delivered = autoprune.load(out).eval()
+    program = torch.export.load(out / "model.pt2").module()
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(program(x), delivered(x), atol=1e-4)
+        assert torch.allclose(delivered(x), report.model.eval()(x), atol=1e-5)
+        assert not torch.allclose(autoprune.load(out / "slim.pt").eval()(x), delivered(x), atol=1e-3)
+
+
+FINALS_CONFIG = "finalist_rungs: [3.0, 9.0]\nfinalists: 4\nfinetune_epochs: 1\n"
+
+
+def _finals_run(out: Path, config: Path) -> list[str]:
+    return [sys.executable, "-m", "autoprune.cli", "search", "--data", "digits", "--budget", "0.5flops", "--agent",
+            "random", "--evals", "6", "--seed", "5", "--out", str(out), "--config", str(config)]
+
+
+def _rungs(out: Path) -> list[tuple]:
+    with sqlite3.connect(out / "store.sqlite") as db:
+        return db.execute("SELECT policy_hash, train_steps, score, finished_at FROM trained_evaluations "
+                          "ORDER BY seq").fetchall()
+
+
+def test_a_run_killed_during_the_finalists_resumes_without_repeating_a_rung(tmp_path: Path) -> None:
+    config = tmp_path / "finals.yaml"
+    config.write_text(FINALS_CONFIG)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    reference = subprocess.run(_finals_run(tmp_path / "reference", config), capture_output=True, text=True,
+                               timeout=900, env=env)
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "killed"
+    process = subprocess.Popen(_finals_run(out, config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        # the first finished rung evaluation: 6 more rung-one fine-tunes and the second rung are still ahead
+        wait_for(lambda: (out / "store.sqlite").is_file() and _table_rows(out) >= 1, timeout=600)
+        process.send_signal(signal.SIGSTOP)
+        assert process.poll() is None, "the run finished before it could be killed during its finalists"
+        before = _rungs(out)
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert 1 <= len(before) < len(_rungs(tmp_path / "reference"))
+    resumed = subprocess.run([*_finals_run(out, config), "--resume"], capture_output=True, text=True, timeout=900,
+                             env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    after = _rungs(out)
+    assert after[:len(before)] == before  # finished rungs read back, never trained again
+    assert len({(h, n) for h, n, _, _ in after}) == len(after) == len(_rungs(tmp_path / "reference"))
+    best = {run: json.loads((tmp_path / run / "best.json").read_text()) for run in ("reference", "killed")}
+    assert best["killed"]["finalists"]["winner"] == best["reference"]["finalists"]["winner"]
+    assert best["killed"]["policy"] == best["reference"]["policy"]
+
+
+def _table_rows(out: Path) -> int:
+    try:
+        with sqlite3.connect(out / "store.sqlite") as db:
+            return db.execute("SELECT COUNT(*) FROM trained_evaluations").fetchone()[0]
+    except sqlite3.OperationalError:  # the table is not there yet
+        return 0
+
+
+def test_bad_finalist_settings_are_one_line_errors(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("finalist_rungs: [0.5, 0.25]\n")
+    done = subprocess.run([sys.executable, "-m", "autoprune.cli", "search", "--data", "digits", "--budget",
+                           "0.5flops", "--config", str(config), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "finalist_rungs" in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_policy_hash_of_a_baseline_matches_its_stored_result(setup, tmp_path) -> None:
+    from autoprune.runtime import InProcessRuntime
+    from autoprune.searchers.finalists import policy_results
+
+    space, evaluator = setup
+    store = TrialStore(tmp_path / "b.sqlite")
+    policies = baseline_policies(space)
+    results = policy_results(policies, InProcessRuntime(evaluator), store, seed=0)
+    assert {n: r.policy_hash for n, r in results.items()} == {n: policy_hash(p) for n, p in policies.items()}
+    assert len(store) == len({policy_hash(p) for p in policies.values()})
+    again = policy_results(policies, InProcessRuntime(_refusing), store, seed=0)  # answered from the store
+    assert {n: r.score for n, r in again.items()} == {n: r.score for n, r in results.items()}
+
+
+def _refusing(*_args, **_kwargs):
+    raise AssertionError("a stored policy was evaluated again")
