@@ -32,9 +32,9 @@ wheel-check: data
 	mkdir "$$scratch/empty"; cd "$$scratch/empty"; \
 	"$$scratch/venv/bin/autoprune" --help >/dev/null; \
 	"$$scratch/venv/bin/autoprune" models; \
-	"$$scratch/venv/bin/autoprune" search --budget 0.25flops --evals 4; \
-	test -f runs/resnet20-0.25flops-anneal-s0/best.json; \
-	echo "wheel-check: the installed wheel ran autoprune --help, models and search from an empty directory"
+	"$$scratch/venv/bin/autoprune" search --budget 0.25flops --evals 4 --finalists 2 --finetune-epochs 1; \
+	test -f runs/resnet20-0.25flops-anneal-s0/best.json -a -f runs/resnet20-0.25flops-anneal-s0/finetuned.pt; \
+	echo "wheel-check: the installed wheel ran autoprune --help, models and search (with finalists and a fine-tune) from an empty directory"
 
 lint:
 	ruff check autoprune tests experiments

@@ -43,7 +43,8 @@ from autoprune.searchers.finalists import Finalist, FinalsOutcome, choose_finali
 from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
 from autoprune.searchers.screening import Screening
 from autoprune.sensitivity import tolerated_keep
-from autoprune.signals import signal_number
+from autoprune.signals import acknowledge, signal_number
+from autoprune.training import Loss, smoothed_cross_entropy
 
 
 @dataclass
@@ -76,8 +77,9 @@ class SearchReport:
 
 def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, data: DataBundle | None = None,
                    metric: Metric = top1_accuracy, reward: Reward = score_if_feasible,
-                   resume: bool = False) -> PreparedSearch:
-    """Validate every input and build the search's parts; raises UserError on any problem."""
+                   resume: bool = False, loss: Loss | None = None) -> PreparedSearch:
+    """Validate every input and build the search's parts; raises UserError on any problem. `loss` trains the
+    finalists and the final fine-tune (default: smoothed cross-entropy, for classifiers)."""
     if config.budget is None:
         raise UserError("no budget given; pass --budget such as 0.25flops")
     budget = Budget.parse(config.budget)
@@ -92,6 +94,8 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
         model, _ = load_model(config.model, bundle.in_channels, bundle.num_classes, bundle.name, config.weights,
                               require_weights=True)
     model.eval()
+    if config.finalists or config.finetune_epochs or config.finetune_steps:
+        _check_trainable(model, bundle, loss)
     batches = (list(bundle.loader("train", batch_size=64, limit=64 * space_config.criterion_batches))
                if space_config.criterion in DATA_CRITERIA else None)  # apoz, mean_activation, taylor
     analysis = analyse(model, example_input(bundle.in_channels, bundle.image_size), criterion=space_config.criterion,
@@ -100,11 +104,14 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep, group_min_keep=floors)
     agent_config = {**load_agent_config(config.agent), **config.agent_config}
     searcher = make_searcher(config.agent, space, config.seed, **agent_config)
+    if searcher.required_evals is not None and config.evals < searcher.required_evals:
+        raise UserError(f"agent {config.agent} needs at least {searcher.required_evals} evaluations on this model "
+                        f"(its probes, then its policy); raise --evals to {searcher.required_evals}")
     evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward,
                           heldout_images=config.heldout_images, recalibration_batches=config.recalibration_batches,
                           finetune_steps=config.finetune_steps, seed=config.seed,
                           screen_images=config.screen_images, finetune_lr=config.finetune_lr,
-                          distill=config.finalist_distill)
+                          distill=config.finalist_distill, loss=loss)
     settings = {"model": config.model, "weights": config.weights, "data": bundle.name, "budget": str(budget),
                 "agent": config.agent, "agent_config": agent_config, "space": space_config.model_dump(),
                 "seed": config.seed, "heldout_images": config.heldout_images,
@@ -122,6 +129,22 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
             prepared.lock.close()
             raise
     return prepared
+
+
+def _check_trainable(model: nn.Module, data: DataBundle, loss: Loss | None) -> None:
+    """The training loss must accept the model's outputs and the data's targets (a regression needs its own)."""
+    x, y = next(iter(data.loader("train", batch_size=2)))
+    try:
+        with torch.no_grad():
+            value = (loss or smoothed_cross_entropy)(model(x), y)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise ValueError("it must return a scalar tensor")
+    except Exception as error:
+        what = "your loss" if loss else "the default loss (cross-entropy, for classifiers)"
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"training the slim models with {what} fails on {data.name!r} ({detail}); pass "
+                        "loss=(outputs, targets) -> scalar tensor, or turn training off with finalists=0 and "
+                        "finetune_epochs=0") from None
 
 
 def _check_same_settings(run_dir: Path, settings: dict[str, Any]) -> None:
@@ -200,6 +223,7 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
                 finals = _run_finals(prepared, runtime, store, on_finalist)
                 best = finals.winner.result
         except KeyboardInterrupt as signalled:  # Ctrl-C (or SIGTERM, see autoprune.signals): keep what finished
+            acknowledge()
             stop, best = signalled, store.best()
         finally:
             runtime.close()
@@ -222,7 +246,7 @@ def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore,
     """The search's top distinct policies and the free baselines' policies through successive halving over
     short fine-tunes (autoprune.searchers.finalists)."""
     config = prepared.config
-    baselines = (policy_results(baseline_policies(prepared.space), runtime, store, config.seed)
+    baselines = (policy_results(baseline_policies(prepared.space), runtime, store)
                  if config.finalist_baselines else {})
     finalists = choose_finalists(store.results(), config.finalists, baselines)
     return run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
@@ -272,7 +296,8 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
     if finetune_epochs:
         teacher = analysis.model if prepared.config.distill else None
         tuned = finetune(slim, data, finetune_epochs, lr=prepared.config.finetune_lr, teacher=teacher,
-                         seed=prepared.config.seed)
+                         seed=prepared.config.seed, loss=evaluator.loss,
+                         metric=None if default_metric else evaluator.metric)
         summary["finetuned"] = {"epochs": finetune_epochs, "heldout_score": tuned.best_heldout,
                                 "test_score": tuned.test_after,
                                 "test_accuracy": tuned.test_after if default_metric else None}
@@ -305,15 +330,17 @@ def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
 
 
 def search(model: nn.Module | str = "resnet20", data: DataBundle | str = "fashion-mnist", budget: str = "0.25flops",
-           agent: str = "anneal", evals: int = 100, metric: Metric = top1_accuracy,
+           agent: str = "anneal", evals: int = 60, metric: Metric = top1_accuracy,
            reward: Reward = score_if_feasible, seed: int = 0, out: str | Path | None = None, resume: bool = False,
-           **settings: Any) -> SearchReport:
+           loss: Loss | None = None, **settings: Any) -> SearchReport:
     """Search a pruning policy for `model` under `budget` and return the best result and its slim model.
 
     `model` is an nn.Module (trained) or a model name (its shipped or `weights=` checkpoint is loaded); `data` a
     DataBundle or a dataset name. `metric(model, batches) -> float` scores a slim model on held-out batches;
-    `reward(result) -> float` turns a Result into what the searcher maximises. Other settings are those of
-    ExperimentConfig (space, heldout_images, recalibration_batches, finetune_steps, agent_config, ...).
+    `reward(result) -> float` turns a Result into what the searcher maximises; `loss(outputs, targets) -> tensor`
+    trains the finalists and the final fine-tune (default: smoothed cross-entropy, for classifiers). Other
+    settings are those of ExperimentConfig (space, heldout_images, recalibration_batches, finalists,
+    finetune_epochs, agent_config, ...).
     """
     bundle = data if isinstance(data, DataBundle) else load_data(data, settings.pop("data_dir", None))
     net = model if isinstance(model, nn.Module) else None
@@ -321,5 +348,5 @@ def search(model: nn.Module | str = "resnet20", data: DataBundle | str = "fashio
     config = validated(ExperimentConfig, {"model": name, "data": bundle.name, "budget": budget, "agent": agent,
                                            "evals": evals, "seed": seed, "out": str(out) if out is not None else None,
                                            **settings}, "autoprune.search")
-    prepared = prepare_search(config, model=net, data=bundle, metric=metric, reward=reward, resume=resume)
+    prepared = prepare_search(config, model=net, data=bundle, metric=metric, reward=reward, resume=resume, loss=loss)
     return execute_search(prepared)

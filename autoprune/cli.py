@@ -168,7 +168,7 @@ def search(
     agent: Annotated[str | None, typer.Option(help="uniform, random, anneal (default), ga, tpe, ddpg or "
                                                    "sensitivity")] = None,
     space: Annotated[str | None, typer.Option(help="search_spaces/NAME.yaml or a path (default: default)")] = None,
-    evals: Annotated[int | None, typer.Option(help="evaluations (default 100)")] = None,
+    evals: Annotated[int | None, typer.Option(help="the search's evaluations (default 60)")] = None,
     seed: Annotated[int | None, typer.Option(help="default 0")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/<model>-<budget>-<agent>-s<seed>)")]
     = None,

@@ -41,14 +41,14 @@ class ExperimentConfig(BaseModel):
     agent: str = "anneal"
     agent_config: dict[str, Any] = Field(default_factory=dict)
     space: str = "default"
-    evals: int = Field(100, ge=1)
+    evals: int = Field(60, ge=1)  # the search's evaluations (the finalists and the fine-tune come after)
     seed: int = 0
     heldout_images: int = Field(2000, ge=1)
     recalibration_batches: int = Field(8, ge=0)
     finetune_steps: int = Field(0, ge=0)
     finalists: int = Field(4, ge=0)  # the search's best distinct policies re-ranked by short fine-tunes (0: off)
     # successive halving: each rung's fine-tune, in epochs of the training split (Fashion-MNIST: 430 steps each)
-    finalist_rungs: list[float] = Field(default_factory=lambda: [0.125, 0.5])
+    finalist_rungs: list[float] = Field(default_factory=lambda: [0.1, 0.3])
     finalist_eta: float = Field(3.0, gt=1)  # each rung keeps the best 1/eta of its finalists
     finalist_baselines: bool = True  # uniform, global and isomorphic ranking compete as finalists too
     finalist_distill: bool = False  # rung fine-tunes distil from the dense model

@@ -18,12 +18,13 @@ from autoprune.data import DataBundle
 from autoprune.engine.unstructured import make_permanent, prunable_layers
 from autoprune.models.slim_checkpoint import load, save_slim
 from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, PROGRAM_NAME, read_summary, run_lock, slim_path
-from autoprune.training import accuracy, train
+from autoprune.training import Loss, Metric, evaluate, train
 
 
 @dataclass
 class FinetuneOutcome:
-    """Test accuracy before and after, the best held-out score and its epoch (0: the starting point)."""
+    """Test score (default: accuracy) before and after, the best held-out score and its epoch (0: the starting
+    point)."""
 
     test_before: float
     test_after: float
@@ -63,10 +64,13 @@ def finetune(
     seed: int = 0,
     images: int | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    loss: Loss | None = None,
+    metric: Metric | None = None,
 ) -> FinetuneOutcome:
-    """Fine-tune `model` in place for `epochs` and leave it at its best held-out epoch (masks folded in)."""
+    """Fine-tune `model` in place for `epochs` and leave it at its best held-out epoch (masks folded in).
+    `loss` trains (default: smoothed cross-entropy), `metric` scores (default: top-1 accuracy)."""
     test, heldout = data.loader("test", batch_size=500), data.loader("heldout", batch_size=500)
-    test_before, heldout_before = accuracy(model, test), accuracy(model, heldout)
+    test_before, heldout_before = evaluate(model, test, metric), evaluate(model, heldout, metric)
     keep_zeros(model)
     best = {"score": heldout_before, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     history: list[dict] = []
@@ -79,12 +83,12 @@ def finetune(
             on_epoch(epoch, loss, score)
 
     train(model, data, epochs, lr=lr, batch_size=batch_size, seed=seed, on_epoch=record, images=images,
-          teacher=teacher)
+          teacher=teacher, loss=loss, metric=metric)
     with torch.no_grad():
         model.load_state_dict(best["state"])
     make_permanent(model)
-    return FinetuneOutcome(test_before, accuracy(model, test), heldout_before, best["score"], best["epoch"], epochs,
-                           teacher is not None, history)
+    return FinetuneOutcome(test_before, evaluate(model, test, metric), heldout_before, best["score"], best["epoch"],
+                           epochs, teacher is not None, history)
 
 
 def save_finetuned(run_dir: Path, model: nn.Module, meta: dict, outcome: FinetuneOutcome) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from autoprune.data import DataBundle
+from autoprune.signals import raise_if_pending
 
 
 def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 2) -> Tensor:
@@ -24,7 +24,7 @@ def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 2) -> Tensor
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, loader: DataLoader) -> float:
+def accuracy(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> float:
     """Top-1 accuracy in [0, 1] of `model` (put in eval mode) over `loader`."""
     model.eval()
     correct = total = 0
@@ -32,6 +32,22 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
         correct += (model(x).argmax(1) == y).sum().item()
         total += len(y)
     return correct / max(total, 1)
+
+
+Loss = Callable[[Tensor, Tensor], Tensor]  # (model outputs, targets) -> scalar loss
+Metric = Callable[[nn.Module, Iterable[tuple[Tensor, Tensor]]], float]  # (model, batches) -> score, higher better
+
+
+def smoothed_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """The default training loss: cross-entropy with label smoothing 0.1."""
+    return F.cross_entropy(logits, targets, label_smoothing=0.1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], metric: Metric | None = None) -> float:
+    """`metric` (default top-1 accuracy) of `model` in eval mode over `batches`."""
+    model.eval()
+    return accuracy(model, batches) if metric is None else float(metric(model, batches))
 
 
 def distillation_loss(logits: Tensor, teacher: nn.Module, x: Tensor, temperature: float) -> Tensor:
@@ -66,10 +82,14 @@ def train(
     on_step: Callable[[int], None] | None = None,
     bn_l1: float = 0.0,
     steps: int | None = None,
+    loss: Loss | None = None,
+    metric: Metric | None = None,
 ) -> nn.Module:
-    """Train in place with SGD (Nesterov), cosine-annealed learning rate and label smoothing 0.1.
+    """Train in place with SGD (Nesterov), cosine-annealed learning rate and `loss` (default: cross-entropy with
+    label smoothing 0.1; a regression passes its own).
 
-    `on_epoch(epoch, train_loss, heldout_accuracy)` is called after each epoch. `images` limits each epoch to
+    `on_epoch(epoch, train_loss, heldout_score)` is called after each epoch, the score by `metric` (default
+    top-1 accuracy). `images` limits each epoch to
     the training split's first that many images (the split is already shuffled), for short fine-tunes. With a
     `teacher` (the dense model), the loss mixes in knowledge distillation (Hinton et al.): `distill_weight` times
     the KL divergence between softened outputs at `temperature` (scaled by its square), plus the rest times the
@@ -100,23 +120,25 @@ def train(
         for x, y in loader:
             if taken == total:
                 break
+            raise_if_pending()  # a stop signal whose exception was swallowed (autoprune.signals)
             if on_step is not None:
                 on_step(taken)
             taken += 1
             if data.augment:
                 x = augment_batch(x, generator)
             logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+            objective = (loss or smoothed_cross_entropy)(logits, y)
             if teacher is not None:
-                loss = (1 - distill_weight) * loss + distill_weight * distillation_loss(logits, teacher, x, temperature)
+                objective = ((1 - distill_weight) * objective
+                             + distill_weight * distillation_loss(logits, teacher, x, temperature))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             if bn_l1:
                 add_bn_l1_gradient(model, bn_l1)
             optimizer.step()
             scheduler.step()
-            total_loss += loss.item()
+            total_loss += objective.item()
             batches += 1
         if on_epoch is not None:
-            on_epoch(epoch, total_loss / max(batches, 1), accuracy(model, heldout))
+            on_epoch(epoch, total_loss / max(batches, 1), evaluate(model, heldout, metric))
     return model

@@ -128,6 +128,19 @@ def measure(name: str, candidate: dict, evaluator: Evaluator, data, dense_logits
     return {name: result.score, f"cost_{name}": time.perf_counter() - start}
 
 
+def measuring_order(candidates: list[dict], every: int = 3) -> list[dict]:
+    """Search candidates best first with a random one after every `every` of them (uniform first): a study cut
+    short has both the top candidates (Kendall tau, regret) and a spread (Spearman rho)."""
+    uniform = [c for c in candidates if c["origin"] == "uniform"]
+    randoms = [c for c in candidates if c["origin"] == "random"]
+    ordered = list(uniform)
+    for index, candidate in enumerate(c for c in candidates if c["origin"] not in ("uniform", "random")):
+        ordered.append(candidate)
+        if (index + 1) % every == 0 and randoms:
+            ordered.append(randoms.pop(0))
+    return ordered + randoms
+
+
 def run_model(model: str, results: dict, passes: int) -> None:
     data = load_data("fashion-mnist")
     net, _ = load_model(model, data.in_channels, data.num_classes, data.name, None, require_weights=True)
@@ -145,7 +158,7 @@ def run_model(model: str, results: dict, passes: int) -> None:
         dense_logits = [net(x) for x, _ in evaluator.heldout]
     measured = entry["measurements"]
     for names in PASSES[:passes]:
-        for candidate in entry["candidates"]:
+        for candidate in measuring_order(entry["candidates"]):
             row = measured.setdefault(candidate["hash"], {})
             for name in names:
                 if (name if name not in ("recal",) else "recal_acc") in row:

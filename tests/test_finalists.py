@@ -206,10 +206,11 @@ def test_the_policy_hash_of_a_baseline_matches_its_stored_result(setup, tmp_path
     space, evaluator = setup
     store = TrialStore(tmp_path / "b.sqlite")
     policies = baseline_policies(space)
-    results = policy_results(policies, InProcessRuntime(evaluator), store, seed=0)
+    results = policy_results(policies, InProcessRuntime(evaluator), store)
     assert {n: r.policy_hash for n, r in results.items()} == {n: policy_hash(p) for n, p in policies.items()}
-    assert len(store) == len({policy_hash(p) for p in policies.values()})
-    again = policy_results(policies, InProcessRuntime(_refusing), store, seed=0)  # answered from the store
+    stored = {r.policy_hash for _, r in store.trained_results()}
+    assert len(store) == 0 and stored == {policy_hash(p) for p in policies.values()}  # not among the search's
+    again = policy_results(policies, InProcessRuntime(_refusing), store)  # answered from the store
     assert {n: r.score for n, r in again.items()} == {n: r.score for n, r in results.items()}
 
 

@@ -32,9 +32,10 @@ LONG = 1000  # a search that is certainly still running when it is paused after 
 
 
 def search_args(out: Path, evals: int = EVALS) -> list[str]:
-    """A search on digits with the shipped digits ResNet-20: a fraction of a second per evaluation here."""
+    """A search alone (no finalists or fine-tune: tests/test_finalists.py covers them) on digits with the shipped
+    digits ResNet-20: a fraction of a second per evaluation here."""
     return cli("search", "--budget", "0.5flops", "--data", "digits", "--agent", "random", "--out", str(out),
-               "--evals", str(evals), "--seed", "5")
+               "--evals", str(evals), "--seed", "5", "--finalists", "0", "--finetune-epochs", "0")
 
 
 def stored_hashes(out: Path) -> list[str]:
@@ -169,3 +170,18 @@ def test_an_interrupted_search_says_so_and_resumes_to_the_uninterrupted_result(r
     best = json.loads((out / "best.json").read_text())
     assert not best["interrupted"] and best["policy"] == reference["policy"]
     assert best["result"]["score"] == reference["result"]["score"]
+
+
+def test_a_stop_signal_whose_exception_was_swallowed_is_raised_at_the_next_check() -> None:
+    from autoprune import signals
+
+    with signals.sigterm_interrupts():
+        try:  # swallowed, as CPython does to errors raised inside some lookups of a deep copy
+            os.kill(os.getpid(), signal.SIGTERM)
+            while True:  # until the handler runs (and raises)
+                pass
+        except BaseException:  # noqa: BLE001
+            pass
+        with pytest.raises(signals.Terminated):
+            signals.raise_if_pending()  # the search loop's check after each evaluation
+    signals.raise_if_pending()  # leaving the block forgets it: nothing pending

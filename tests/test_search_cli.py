@@ -32,9 +32,11 @@ def digits_weights(tmp_path_factory) -> Path:
     return path
 
 
-def search_args(weights: Path, out: Path, evals: int = 16) -> list[str]:
+def search_args(weights: Path, out: Path, evals: int = 16, pipeline: bool = False) -> list[str]:
+    """A search on digits; the search alone unless `pipeline` (then finalists and fine-tune too, the default)."""
+    alone = [] if pipeline else ["--finalists", "0", "--finetune-epochs", "0"]
     return cli("search", "--budget", "0.5flops", "--data", "digits", "--weights", str(weights), "--out", str(out),
-               "--evals", str(evals), "--seed", "3")
+               "--evals", str(evals), "--seed", "3", *alone)
 
 
 PROGRAM_CHECK = """
@@ -51,7 +53,8 @@ print(json.dumps({"macs": counter.get_total_flops() // 2, "batches": batches, "a
 
 def test_search_writes_store_best_json_and_a_loadable_model(digits_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = subprocess.run(search_args(digits_weights, out, evals=6), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(search_args(digits_weights, out, evals=6, pipeline=True), capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     best = json.loads((out / "best.json").read_text())
     assert best["slim"]["macs"] <= 0.5 * best["dense"]["macs"]
@@ -111,8 +114,8 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
     bad_agent = tmp_path / "ga.yaml"
     bad_agent.write_text("budget: 0.5flops\nagent: ga\nagent_config: {population: -1}\n")
     started = tmp_path / "started"
-    started_run = subprocess.run(search_args(digits_weights, started, evals=1), capture_output=True, text=True,
-                                 timeout=600)
+    started_run = subprocess.run(search_args(digits_weights, started, evals=1, pipeline=True), capture_output=True,
+                                 text=True, timeout=600)
     assert started_run.returncode == 0, started_run.stderr
     cases = [
         (["--budget", "0.25flop"], "malformed budget"),
@@ -128,6 +131,7 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
         (["--budget", "0.5flops", "--data", "mnist-3d"], "unknown dataset"),
         (["--budget", "0.0001flops"], "infeasible"),
         (["--budget", "0.5flops", "--agent", "ppo"], "unknown agent"),
+        (["--budget", "0.5flops", "--agent", "sensitivity", "--evals", "5"], "needs at least"),
         (["--budget", "0.5flops", "--space", "nope"], "unknown search space"),
         (["--budget", "0.5flops", "--out", str(a_file)], "is a file"),
         (["--budget", "0.5flops", "--out", str(tmp_path / "fresh"), "--resume"], "nothing to resume"),
@@ -154,8 +158,8 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "fresh").exists() and not any(workdir.iterdir())  # nothing half-written
     assert not Path("/tmp/xq").exists()  # the malicious pickle never ran
     assert sorted(p.name for p in started.iterdir()) == [  # the earlier run is untouched
-        ".lock", "best.json", "candidates.png", "channels.png", "model.pt2", "optuna.db", "progress.png", "report.md",
-        "slim.pt", "store.sqlite"]
+        ".lock", "best.json", "candidates.png", "channels.png", "finetune.json", "finetuned.pt", "model.pt2",
+        "optuna.db", "progress.png", "report.md", "slim.pt", "store.sqlite"]
 
 
 def listening_hosts(pids: set[int]) -> set[str]:

@@ -30,7 +30,7 @@ from autoprune.engine.slim import Policy, policy_ratios
 from autoprune.errors import UserError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
 from autoprune.evaluation.result import Result, policy_hash
-from autoprune.training import accuracy, train
+from autoprune.training import Loss, accuracy, train
 
 Metric = Callable[[nn.Module, Sequence[tuple[torch.Tensor, torch.Tensor]]], float]
 Reward = Callable[[Result], float]
@@ -64,10 +64,12 @@ class Evaluator:
         seed: int = 0,
         screen_images: int = 0,
         distill: bool = False,
+        loss: Loss | None = None,
     ) -> None:
         self.analysis = analysis
         self.data = data  # the training split, for training-fidelity scores (train_steps)
         self.distill = distill
+        self.loss = loss  # training's loss (None: smoothed cross-entropy), for train_steps and finetune_steps
         self.seed = seed
         self.budget = budget
         self.metric = metric
@@ -127,7 +129,8 @@ class Evaluator:
         (autoprune.finetuning) with its schedule compressed into the steps, the same data order for every policy
         (seeded), distilled from the dense model when `distill` is set."""
         teacher = self.analysis.model if self.distill else None
-        train(slim, self.data, epochs=0, steps=steps, lr=self.finetune_lr, seed=self.seed, teacher=teacher)
+        train(slim, self.data, epochs=0, steps=steps, lr=self.finetune_lr, seed=self.seed, teacher=teacher,
+              loss=self.loss)
         return slim.eval()
 
     def _finetune(self, slim: nn.Module) -> None:
@@ -135,7 +138,7 @@ class Evaluator:
         slim.train()
         optimizer = torch.optim.SGD(slim.parameters(), lr=self.finetune_lr, momentum=0.9)
         for x, y in self.train_batches[: self.finetune_steps]:
-            loss = F.cross_entropy(slim(x), y)
+            loss = (self.loss or F.cross_entropy)(slim(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

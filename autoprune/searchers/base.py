@@ -48,6 +48,11 @@ class Searcher(ABC):
         self.rng = np.random.default_rng(seed)
         self.done = False  # True when the searcher has nothing left to propose
 
+    @property
+    def required_evals(self) -> int | None:
+        """The fewest evaluations that can yield a policy on the budget, when more than one (probes first)."""
+        return None
+
     @abstractmethod
     def ask(self, n: int) -> list[list[float]]:
         """Up to `n` feasible policies to evaluate next (fewer, or none, once `done`)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from autoprune.evaluation import Result, policy_hash
 from autoprune.runtime import Runtime
 from autoprune.searchers.store import TrialStore
+from autoprune.signals import raise_if_pending
 
 
 @dataclass
@@ -82,6 +83,7 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
         jobs = [(f.result.policy, {"train_steps": steps}) for f in todo]
         for index, result in runtime.evaluate(jobs):
             store.add_trained(result, todo[index].origin)
+            raise_if_pending()  # a stop signal whose exception was swallowed mid-evaluation
             todo[index].rung_scores[steps] = result.score
             trained += 1
             if on_result is not None:
@@ -92,19 +94,20 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
     return FinalsOutcome(survivors[0], finalists, list(rungs), trained)
 
 
-def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore, seed: int
-                   ) -> dict[str, Result]:
-    """Recalibrated (fidelity 0) results of named policies, from the store or evaluated now and stored under
-    their name as the searcher."""
+def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore) -> dict[str, Result]:
+    """Recalibrated (fidelity 0) results of named policies: the search's own when it evaluated the same policy,
+    else stored or evaluated now among the finalists' evaluations (fidelity 0, origin = the name), so the
+    search's table holds the search's evaluations only."""
     results: dict[str, Result] = {}
     todo = []
     for name, policy in policies.items():
-        stored = store.get(policy_hash(policy))
+        key = policy_hash(policy)
+        stored = store.get(key) or store.get_trained(key, 0)
         if stored is not None:
             results[name] = stored
         else:
             todo.append(name)
     for index, result in runtime.evaluate([(policies[name], {}) for name in todo]):
-        store.add(result, todo[index], seed)
+        store.add_trained(result, todo[index])
         results[todo[index]] = result
     return {name: results[name] for name in policies}

@@ -18,6 +18,7 @@ from autoprune.runtime import InProcessRuntime, Runtime
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.screening import Screening
 from autoprune.searchers.store import TrialStore
+from autoprune.signals import raise_if_pending
 
 MAX_STALE_BATCHES = 100  # a searcher that only repeats itself this many batches in a row has converged
 
@@ -66,6 +67,7 @@ def run_search(
         options = {} if threshold is None else {"screen_threshold": threshold}
         for index, result in runtime.evaluate([(policies[i], options) for i in todo]):
             store.add(result, searcher.name, searcher.seed)  # committed as soon as it arrives
+            raise_if_pending()  # a stop signal whose exception was swallowed mid-evaluation
             results[todo[index]] = result
             evaluated += 1
         results = [r if r is not None else results[first[h]] for r, h in zip(results, hashes, strict=True)]

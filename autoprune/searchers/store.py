@@ -100,7 +100,8 @@ class TrialStore:
         return Result(**json.loads(row[0])) if row else None
 
     def add_trained(self, result: Result, origin: str) -> None:
-        """Write one finished training-fidelity evaluation (`origin`: where the policy came from) and commit."""
+        """Write one finished finalist evaluation (fidelity: its train_steps, 0 = recalibrated only; `origin`: where
+        the policy came from) and commit."""
         with self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO trained_evaluations (policy_hash, train_steps, origin, score, finished_at, "
@@ -109,7 +110,7 @@ class TrialStore:
                  json.dumps(result.to_dict())))
 
     def trained_results(self) -> list[tuple[str, Result]]:
-        """Every training-fidelity evaluation as (origin, result), in the order they finished."""
+        """Every finalist evaluation as (origin, result), in the order they finished."""
         return [(origin, Result(**json.loads(r))) for origin, r in
                 self._db.execute("SELECT origin, result FROM trained_evaluations ORDER BY seq")]
 

@@ -54,6 +54,11 @@ class SensitivityThresholdSearcher(Searcher):
         self.asked = 0  # probes handed out so far
         self.final: list[float] | None = None
 
+    @property
+    def required_evals(self) -> int:
+        """Every probe, then the allocated policy."""
+        return len(self.probes) + 1
+
     def _alone(self, group: int, keep: float) -> list[float]:
         policy = [1.0] * self.space.size
         policy[group] = keep
