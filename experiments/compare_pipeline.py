@@ -1,0 +1,247 @@
+"""The comparison users will believe (issue 14, part 5): every method's slim model gets the same final fine-tune.
+
+Settings: ResNet-20, the MobileNetV2-style net and VGG-11 on Fashion-MNIST at 0.25 and 0.10 flops. Methods:
+- `uniform`, `tp_global`, `tp_isomorphic`: the one-shot allocations (autoprune.searchers.baselines: one keep
+  ratio; Torch-Pruning's global L1 ranking; its isomorphic ranking), each bisected onto the budget;
+- `sensitivity`: the sensitivity-threshold searcher (FastNAS/AIMET allocation);
+- `pipeline`: autoprune's default run (anneal search, finalists with the baselines among them) up to the final
+  fine-tune, which is done here like every other method's;
+- `searcher`: our best searcher alone (`--searcher`, TPE by default: it led compare_searchers.md), the policy it
+  scores best right after pruning, no finalists.
+
+Final fine-tune: `autoprune.finetuning.finetune` from the pruned weights, `--epochs` full epochs (2), SGD lr
+0.01, cosine, best held-out epoch kept; seeds 0, 1, 2 of the fine-tune (and of the search, for the searching
+methods). The finalists' rungs only select a policy: the final fine-tune starts from the winner's pruned weights
+like every baseline's, so the pipeline's model gets no training the baselines do not, and rows with the
+baselines' fine-tune lengthened by the rung steps would repeat the baseline rows; they are not run.
+
+Each finished cell (setting, method, seed) is written to experiments/results/compare_pipeline.json at once; a
+rerun skips it (resumable). A policy already fine-tuned with the same seed (the pipeline's winner is often a
+baseline's policy) is not trained again. `--report` only rewrites compare_pipeline.md and the plot.
+
+    python experiments/compare_pipeline.py                                  # everything, resumable
+    python experiments/compare_pipeline.py --models resnet20 --budgets 0.25flops --seeds 0,1
+    python experiments/compare_pipeline.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import autoprune
+from autoprune.budget import Budget
+from autoprune.data import load_data
+from autoprune.engine import analyse, count_cost
+from autoprune.evaluation import Evaluator, policy_hash
+from autoprune.finetuning import finetune
+from autoprune.models import example_input, load_model
+from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.searchers.baselines import baseline_policies
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ("uniform", "tp_global", "tp_isomorphic", "sensitivity", "searcher", "pipeline")
+BASELINE_NAMES = {"uniform": "uniform", "tp_global": "global", "tp_isomorphic": "isomorphic"}
+NON_SEARCH = ("uniform", "tp_global", "tp_isomorphic", "sensitivity")
+
+
+def out_paths(name: str) -> tuple[Path, Path, Path]:
+    return RESULTS / f"{name}.json", RESULTS / f"{name}.md", RESULTS / f"{name}.png"
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {"cells": {}, "finetunes": {}}
+
+
+def save(results: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)
+
+
+class Setting:
+    """One model at one budget: its analysis, search space and evaluator, built once."""
+
+    def __init__(self, model: str, budget: str, data_name: str) -> None:
+        self.model, self.budget, self.data = model, budget, load_data(data_name)
+        self.net, _ = load_model(model, self.data.in_channels, self.data.num_classes, self.data.name, None,
+                                 require_weights=True)
+        self.net.eval()
+        self.analysis = analyse(self.net, example_input(self.data.in_channels, self.data.image_size))
+        self.space = SearchSpace(self.analysis, Budget.parse(budget))
+        self.evaluator = Evaluator(self.analysis, self.data, Budget.parse(budget), seed=0)
+        self._baselines: tuple[dict, float] | None = None
+
+    def baselines(self) -> tuple[dict[str, list[float]], float]:
+        if self._baselines is None:
+            start = time.perf_counter()
+            self._baselines = (baseline_policies(self.space), time.perf_counter() - start)
+        return self._baselines
+
+
+def method_policy(setting: Setting, method: str, seed: int, searcher: str, evals: int) -> tuple[list[float], float]:
+    """(policy, wall seconds it took to find) for one method; searches are seeded with `seed`."""
+    if method in BASELINE_NAMES:
+        policies, seconds = setting.baselines()
+        return policies[BASELINE_NAMES[method]], seconds
+    start = time.perf_counter()
+    if method == "sensitivity":
+        agent = make_searcher("sensitivity", setting.space, seed)
+        with tempfile.TemporaryDirectory() as scratch:
+            outcome = run_search(agent, setting.evaluator, TrialStore(Path(scratch) / "s.sqlite"),
+                                 agent.required_evals)
+        return outcome.best.policy, time.perf_counter() - start
+    pipeline = method == "pipeline"
+    report = autoprune.search(setting.net, data=setting.data, budget=setting.budget,
+                              agent="anneal" if pipeline else searcher, evals=evals, seed=seed,
+                              finalists=4 if pipeline else 0, finetune_epochs=0)
+    return report.best.policy, time.perf_counter() - start
+
+
+def final_finetune(setting: Setting, policy: list[float], seed: int, epochs: int) -> dict:
+    """The same final fine-tune for every method: test accuracy before and after, MACs recounted, seconds."""
+    slim = setting.evaluator.build(policy)
+    macs = count_cost(slim, setting.analysis.example_input).macs
+    start = time.perf_counter()
+    outcome = finetune(slim, setting.data, epochs, lr=0.01, seed=seed)
+    return {"test_before": outcome.test_before, "test_after": outcome.test_after, "heldout": outcome.best_heldout,
+            "macs": macs, "flops_ratio": macs / count_cost(setting.net, setting.analysis.example_input).macs,
+            "finetune_s": time.perf_counter() - start}
+
+
+def run(args: argparse.Namespace, results: dict, json_path: Path) -> None:
+    for model in args.models.split(","):
+        for budget in args.budgets.split(","):
+            setting = None
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                for method in args.methods.split(","):
+                    key = f"{model}|{budget}|{method}|{seed}"
+                    if key in results["cells"]:
+                        continue
+                    setting = setting or Setting(model, budget, args.data)
+                    policy, search_s = method_policy(setting, method, seed, args.searcher, args.evals)
+                    tuned_key = f"{model}|{budget}|{policy_hash(policy)}|{seed}|{args.epochs}"
+                    tuned = results["finetunes"].get(tuned_key)
+                    if tuned is None:
+                        tuned = final_finetune(setting, policy, seed, args.epochs)
+                        results["finetunes"][tuned_key] = tuned
+                    results["cells"][key] = {"policy": policy, "policy_hash": policy_hash(policy),
+                                             "search_s": search_s, **tuned,
+                                             "total_s": search_s + tuned["finetune_s"]}
+                    save(results, json_path)
+                    print(f"{key}: test {tuned['test_before']:.4f} -> {tuned['test_after']:.4f} "
+                          f"({search_s:.0f} s + {tuned['finetune_s']:.0f} s)", flush=True)
+
+
+def table(results: dict) -> tuple[list[str], dict]:
+    """Markdown rows per setting and method (mean ± std over seeds) and the pipeline's margins."""
+    cells: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    for key, cell in results["cells"].items():
+        model, budget, method, _seed = key.split("|")
+        cells.setdefault((model, budget), {}).setdefault(method, []).append(cell)
+    lines, margins = [], {}
+    for (model, budget), methods in cells.items():
+        lines += [f"### {model} at {budget}", "",
+                  "| method | seeds | MACs ratio | test before fine-tune | test after fine-tune | wall time (s) |",
+                  "|---|---|---|---|---|---|"]
+        for method in METHODS:
+            runs = methods.get(method, [])
+            if not runs:
+                continue
+            before, after = (np.array([r[k] for r in runs]) * 100 for k in ("test_before", "test_after"))
+            lines.append(f"| {method} | {len(runs)} | {np.mean([r['flops_ratio'] for r in runs]):.3f} | "
+                         f"{before.mean():.2f} ± {before.std():.2f} | {after.mean():.2f} ± {after.std():.2f} | "
+                         f"{np.mean([r['total_s'] for r in runs]):.0f} |")
+        if "pipeline" in methods and any(m in methods for m in NON_SEARCH):
+            best = max((m for m in NON_SEARCH if m in methods),
+                       key=lambda m: np.mean([r["test_after"] for r in methods[m]]))
+            margin = (np.mean([r["test_after"] for r in methods["pipeline"]])
+                      - np.mean([r["test_after"] for r in methods[best]])) * 100
+            margins[f"{model}|{budget}"] = {"best_non_search": best, "margin_points": float(margin)}
+            lines.append(f"\nPipeline minus the best non-search method ({best}): {margin:+.2f} points.")
+        lines.append("")
+    return lines, margins
+
+
+def write_report(results: dict, md_path: Path, png_path: Path, epochs: int) -> None:
+    rows, margins = table(results)
+    results["margins"] = margins
+    mean_margin = float(np.mean([m["margin_points"] for m in margins.values()])) if margins else float("nan")
+    header = ["# After the same fine-tune: the default pipeline against the allocations a user tries first", "",
+              f"Written by `python experiments/compare_pipeline.py` (resumable). Every method's slim model gets the "
+              f"same final fine-tune ({epochs} epoch(s) from its pruned weights, SGD lr 0.01, cosine, best held-out "
+              "epoch kept); test accuracy in %, mean ± std over the seeds; wall time = finding the policy "
+              "(search and finalists for the pipeline) + the final fine-tune, on this 2-core machine. Rows with "
+              "the baselines' fine-tune lengthened by the finalists' rung steps are not needed: the rungs only "
+              "select, and the winner's final fine-tune starts from its pruned weights like every other.", "",
+              f"Settings with a pipeline result: {len(margins)} of 6; mean margin over the best non-search method: "
+              f"{mean_margin:+.2f} points (target: at least +1.0 on average, never below -0.2).", ""]
+    md_path.write_text("\n".join(header + rows) + "\n")
+    _plot(results, png_path)
+
+
+def _plot(results: dict, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, dict[str, list[float]]] = {}
+    for key, cell in results["cells"].items():
+        model, budget, method, _ = key.split("|")
+        groups.setdefault(f"{model}\n{budget}", {}).setdefault(method, []).append(cell["test_after"] * 100)
+    if not groups:
+        return
+    fig, ax = plt.subplots(figsize=(max(6, 2.5 * len(groups)), 4))
+    width = 0.8 / len(METHODS)
+    for i, method in enumerate(METHODS):
+        xs, means, stds = [], [], []
+        for g, (_, methods) in enumerate(groups.items()):
+            if method in methods:
+                xs.append(g + (i - len(METHODS) / 2 + 0.5) * width)
+                means.append(np.mean(methods[method]))
+                stds.append(np.std(methods[method]))
+        ax.bar(xs, means, width, yerr=stds, label=method, capsize=2)
+    ax.set_xticks(range(len(groups)), list(groups))
+    lows = [min(v) for methods in groups.values() for v in methods.values()]
+    ax.set_ylim(min(lows) - 2, 100)
+    ax.set_ylabel("test accuracy after the same fine-tune (%)")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="resnet20,mobilenetv2,vgg11")
+    parser.add_argument("--budgets", default="0.25flops,0.10flops")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=2, help="the final fine-tune's epochs, for every method")
+    parser.add_argument("--searcher", default="tpe", help="the searcher run without finalists")
+    parser.add_argument("--evals", type=int, default=60, help="evaluations of each search")
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--name", default="compare_pipeline", help="results file name (without extension)")
+    parser.add_argument("--report", action="store_true", help="only rewrite the table and plot")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    json_path, md_path, png_path = out_paths(args.name)
+    results = load(json_path)
+    if not args.report:
+        run(args, results, json_path)
+    write_report(results, md_path, png_path, args.epochs)
+    save(results, json_path)
+    print(md_path.read_text())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
