@@ -1,8 +1,8 @@
 """The allocations a user would try before any search, as policies under the budget: one keep ratio everywhere
 (uniform), Torch-Pruning's global ranking (one importance threshold over every channel of every group), and
 Torch-Pruning's isomorphic ranking (one pruning ratio for each set of structurally identical groups, channels
-ranked within the set). They cost no evaluation, so the search pipeline enters them as finalists: its result is
-then never worse than theirs by construction, and the search has to earn every point above them.
+ranked within the set). They cost no evaluation, so the search pipeline enters them as finalists: a search
+policy ships only if it beats them after the rungs' short fine-tunes.
 
 Torch-Pruning computes these rankings inside its pruners for a channel-count target; here they are computed on
 the analysis's own channel scores (Torch-Pruning's group importances, mean-normalised as its global pruning

@@ -2,7 +2,7 @@
 
 Accuracy right after pruning mostly measures weight damage; what a user deploys is the fine-tuned model. So after
 the search, its top `count` distinct policies plus the baselines' (uniform, global and isomorphic ranking: free,
-so the result is never worse than theirs by construction) go through successive halving over short fine-tunes:
+so a search policy ships only if it beats them in the rungs) go through successive halving over short fine-tunes:
 rung r fine-tunes every survivor from its pruned weights for `rungs[r]` steps (the final fine-tune's recipe,
 compressed) and keeps the best 1/eta by held-out score; the last rung's best is the winner. Rung training only
 selects: the final fine-tune starts from the winner's pruned weights, so the win belongs to the policy, not to
