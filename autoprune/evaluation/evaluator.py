@@ -30,9 +30,8 @@ from autoprune.engine.slim import Policy, policy_ratios
 from autoprune.errors import UserError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
 from autoprune.evaluation.result import Result, policy_hash
-from autoprune.training import Loss, accuracy, train
+from autoprune.training import Loss, Metric, accuracy, train
 
-Metric = Callable[[nn.Module, Sequence[tuple[torch.Tensor, torch.Tensor]]], float]
 Reward = Callable[[Result], float]
 
 
