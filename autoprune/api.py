@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from autoprune.rundir import BEST_NAME, LOCK_NAME, PROGRAM_NAME, SLIM_NAME, STOR
 from autoprune.runtime import make_runtime
 from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
 from autoprune.searchers.base import Searcher
-from autoprune.searchers.baselines import baseline_policies
+from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
 from autoprune.searchers.finalists import Finalist, FinalsOutcome, choose_finalists, policy_results, run_finalists
 from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
 from autoprune.searchers.screening import Screening
@@ -172,16 +172,19 @@ def _check_run_dir(out: str | None, resume: bool) -> Path | None:
 
 
 FinalistCallback = Callable[[Finalist, Result, bool], None]
+BaselineCallback = Callable[[str, Result, bool], None]
 
 
 def execute_search(prepared: PreparedSearch,
                    on_result: Callable[[Result, Result | None, bool], None] | None = None,
-                   on_finalist: FinalistCallback | None = None) -> SearchReport:
-    """Run the prepared search, then its finalists' rungs, writing the store as it goes; then fine-tune the
-    winner and write the run's files. `on_result(result, best, from_store)` follows the search,
-    `on_finalist(finalist, result, from_store)` the rungs."""
+                   on_finalist: FinalistCallback | None = None,
+                   on_baseline: BaselineCallback | None = None) -> SearchReport:
+    """Score the baselines' policies (when finalists are on), run the prepared search from the best of them,
+    then the finalists' rungs, writing the store as it goes; then fine-tune the winner and write the run's
+    files. `on_baseline(name, result, from_store)` follows the baselines and the sensitivity probes,
+    `on_result(result, best, from_store)` the search, `on_finalist(finalist, result, from_store)` the rungs."""
     with prepared.lock, _holding_run_dir(prepared):
-        return _execute(prepared, on_result, on_finalist)
+        return _execute(prepared, on_result, on_finalist, on_baseline)
 
 
 @contextlib.contextmanager
@@ -205,7 +208,7 @@ def _holding_run_dir(prepared: PreparedSearch) -> Iterator[None]:
 
 
 def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | None, bool], None] | None,
-             on_finalist: FinalistCallback | None) -> SearchReport:
+             on_finalist: FinalistCallback | None, on_baseline: BaselineCallback | None) -> SearchReport:
     config = prepared.config
     # before any file is written: starting the runtime may fail
     runtime = make_runtime(prepared.evaluator, config.workers, config.address, config.dashboard)
@@ -217,10 +220,14 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         store.set_run_config(prepared.run_settings)
         screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
         try:
+            baselines = _score_baselines(prepared, runtime, store, on_baseline) if config.finalists else {}
+            start = _best_of(baselines.values())
+            if start is not None:  # the search starts from the best allocation a user would try first
+                prepared.searcher.start_from([start.policy])
             best = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
                               screening=screening).best
             if best is not None and config.finalists:
-                finals = _run_finals(prepared, runtime, store, on_finalist)
+                finals = _run_finals(prepared, runtime, store, baselines, on_finalist)
                 best = finals.winner.result
         except KeyboardInterrupt as signalled:  # Ctrl-C (or SIGTERM, see autoprune.signals): keep what finished
             acknowledge()
@@ -241,13 +248,32 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
     return finish_search(prepared, best, finals=finals)
 
 
-def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore,
-                on_finalist: FinalistCallback | None) -> FinalsOutcome:
-    """The search's top distinct policies and the free baselines' policies through successive halving over
-    short fine-tunes (autoprune.searchers.finalists)."""
+def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore,
+                     on_baseline: BaselineCallback | None) -> dict[str, Result]:
+    """Recalibrated results of the baselines' policies ({name: result}): uniform, global and isomorphic ranking
+    (free to compute) and the sensitivity-threshold allocation (its probes scored first), as configured; stored
+    among the finalists' evaluations, so a resumed run reads them back."""
     config = prepared.config
-    baselines = (policy_results(baseline_policies(prepared.space), runtime, store)
-                 if config.finalist_baselines else {})
+    policies = baseline_policies(prepared.space) if config.finalist_baselines else {}
+    if config.finalist_sensitivity:
+        def probe_scores(probes: list[list[float]]) -> list[float]:
+            named = {f"sensitivity probe {i}": p for i, p in enumerate(probes)}
+            return [r.score for r in policy_results(named, runtime, store, on_baseline).values()]
+
+        policies["sensitivity"] = sensitivity_policy(prepared.space, probe_scores, config.finalist_sensitivity)
+    return policy_results(policies, runtime, store, on_baseline)
+
+
+def _best_of(results: Iterable[Result]) -> Result | None:
+    """The feasible, fully scored result with the highest reward, if any."""
+    return max((r for r in results if r.feasible and r.complete), key=lambda r: r.reward, default=None)
+
+
+def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore, baselines: dict[str, Result],
+                on_finalist: FinalistCallback | None) -> FinalsOutcome:
+    """The search's top distinct policies and the baselines' policies through successive halving over short
+    fine-tunes (autoprune.searchers.finalists)."""
+    config = prepared.config
     finalists = choose_finalists(store.results(), config.finalists, baselines)
     return run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
                          config.finalist_eta, on_finalist)
@@ -330,7 +356,7 @@ def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
 
 
 def search(model: nn.Module | str = "resnet20", data: DataBundle | str = "fashion-mnist", budget: str = "0.25flops",
-           agent: str = "anneal", evals: int = 60, metric: Metric = top1_accuracy,
+           agent: str = "anneal", evals: int = 30, metric: Metric = top1_accuracy,
            reward: Reward = score_if_feasible, seed: int = 0, out: str | Path | None = None, resume: bool = False,
            loss: Loss | None = None, **settings: Any) -> SearchReport:
     """Search a pruning policy for `model` under `budget` and return the best result and its slim model.

@@ -168,7 +168,7 @@ def search(
     agent: Annotated[str | None, typer.Option(help="uniform, random, anneal (default), ga, tpe, ddpg or "
                                                    "sensitivity")] = None,
     space: Annotated[str | None, typer.Option(help="search_spaces/NAME.yaml or a path (default: default)")] = None,
-    evals: Annotated[int | None, typer.Option(help="the search's evaluations (default 60)")] = None,
+    evals: Annotated[int | None, typer.Option(help="the search's evaluations (default 30)")] = None,
     seed: Annotated[int | None, typer.Option(help="default 0")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/<model>-<budget>-<agent>-s<seed>)")]
     = None,
@@ -184,9 +184,9 @@ def search(
                                                      "starting a local one")] = None,
     dashboard: Annotated[bool | None, typer.Option("--dashboard", help="with --workers 2 or more: also start the "
                                                    "local Ray instance's dashboard, on 127.0.0.1")] = None,
-    finalists: Annotated[int | None, typer.Option(help="re-rank the search's best N distinct policies, with the "
-                                                       "baselines' policies, by short fine-tunes (default 4; 0: "
-                                                       "off)")] = None,
+    finalists: Annotated[int | None, typer.Option(help="score the baselines' policies, start the search from the "
+                                                       "best, then re-rank its best N distinct policies with the "
+                                                       "baselines' by short fine-tunes (default 3; 0: off)")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(help="after the search, fine-tune the winner this many "
                                                              "epochs (default 2; 0: off)")] = None,
     distill: Annotated[bool | None, typer.Option("--distill", help="fine-tune with distillation from the dense "
@@ -404,29 +404,44 @@ def report(run_dir: RunDirArg) -> None:
 
 
 def _run_with_progress(prepared, execute):
-    """Run the search under a live progress bar: evaluations done, best score so far and its FLOPs."""
+    """Run the search under live progress bars, one per stage (baselines, search, finalists): evaluations done,
+    and the latest baseline, the best search result or the latest rung result."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("[bold]searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    columns = (TextColumn("[bold]{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[best]}"))
     config = prepared.config
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("search", total=config.evals, best="")
-        finals = None
+        stages: dict[str, int] = {}
+
+        def finish_stages() -> None:
+            """Mark every bar finished (its clock stops) at what it completed."""
+            for bar in stages.values():
+                progress.update(bar, total=progress.tasks[bar].completed)
+
+        def enter(stage: str, total: int | None = None) -> int:
+            """The stage's bar, added when it starts, after the bars before it are finished."""
+            if stage not in stages:
+                finish_stages()
+                stages[stage] = progress.add_task(stage, total=total, best="")
+            return stages[stage]
+
+        def on_baseline(name, result, cached) -> None:
+            replayed = " (replayed)" if cached else ""
+            progress.update(enter("baselines"), advance=1, best=f"{name}: {result.score:.4f}{replayed}")
 
         def on_result(result, best, cached) -> None:
             text = f"best {best.score:.4f} at {best.flops_ratio:.1%} FLOPs" if best else "no feasible policy yet"
-            progress.update(task, advance=1, best=text + (" (replayed)" if cached else ""))
+            progress.update(enter("search", config.evals), advance=1, best=text + (" (replayed)" if cached else ""))
 
         def on_finalist(finalist, result, cached) -> None:
-            nonlocal finals
-            if finals is None:
-                progress.update(task, completed=config.evals)
-                finals = progress.add_task("finalists", total=None, best="")
-            progress.update(finals, advance=1, best=f"{finalist.origin} policy: {result.score:.4f} after "
-                                                    f"{result.train_steps} steps" + (" (replayed)" if cached else ""))
+            text = f"{finalist.origin} policy: {result.score:.4f} after {result.train_steps} steps"
+            progress.update(enter("finalists"), advance=1, best=text + (" (replayed)" if cached else ""))
 
-        return execute(prepared, on_result, on_finalist)
+        try:
+            return execute(prepared, on_result, on_finalist, on_baseline)
+        finally:
+            finish_stages()
 
 
 def _print_report(report) -> None:

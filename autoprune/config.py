@@ -41,16 +41,19 @@ class ExperimentConfig(BaseModel):
     agent: str = "anneal"
     agent_config: dict[str, Any] = Field(default_factory=dict)
     space: str = "default"
-    evals: int = Field(60, ge=1)  # the search's evaluations (the finalists and the fine-tune come after)
+    evals: int = Field(30, ge=1)  # the search's evaluations (the finalists and the fine-tune come after)
     seed: int = 0
     heldout_images: int = Field(2000, ge=1)
     recalibration_batches: int = Field(8, ge=0)
     finetune_steps: int = Field(0, ge=0)
-    finalists: int = Field(4, ge=0)  # the search's best distinct policies re-ranked by short fine-tunes (0: off)
+    finalists: int = Field(3, ge=0)  # the search's best distinct policies re-ranked by short fine-tunes (0: off)
     # successive halving: each rung's fine-tune, in epochs of the training split (Fashion-MNIST: 430 steps each)
     finalist_rungs: list[float] = Field(default_factory=lambda: [0.1, 0.3])
     finalist_eta: float = Field(3.0, gt=1)  # each rung keeps the best 1/eta of its finalists
     finalist_baselines: bool = True  # uniform, global and isomorphic ranking compete as finalists too
+    # so does the sensitivity-threshold allocation: every group probed at these keep levels (and its least keep),
+    # one evaluation each ([]: off); fewer levels than the sensitivity searcher's four, to fit the default run
+    finalist_sensitivity: list[float] = Field(default_factory=lambda: [0.5])
     finalist_distill: bool = False  # rung fine-tunes distil from the dense model
     finetune_epochs: int = Field(2, ge=0)  # after the search: fine-tune the winner this many epochs (0: off)
     finetune_lr: float = Field(0.01, gt=0)
@@ -70,6 +73,13 @@ class ExperimentConfig(BaseModel):
             raise ValueError("must be one or more fine-tune lengths in epochs, each positive and longer than the "
                              "last, e.g. [0.125, 0.5]")
         return rungs
+
+    @field_validator("finalist_sensitivity")
+    @classmethod
+    def _keep_levels(cls, levels: list[float]) -> list[float]:
+        if not all(0 < v < 1 for v in levels):
+            raise ValueError("must be keep ratios in (0, 1), e.g. [0.6, 0.3], or [] to skip the sensitivity probes")
+        return levels
 
 
 def read_yaml(path: Path, what: str) -> dict[str, Any]:

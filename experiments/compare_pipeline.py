@@ -4,8 +4,9 @@ Settings: ResNet-20, the MobileNetV2-style net and VGG-11 on Fashion-MNIST at 0.
 - `uniform`, `tp_global`, `tp_isomorphic`: the one-shot allocations (autoprune.searchers.baselines: one keep
   ratio; Torch-Pruning's global L1 ranking; its isomorphic ranking), each bisected onto the budget;
 - `sensitivity`: the sensitivity-threshold searcher (FastNAS/AIMET allocation);
-- `pipeline`: autoprune's default run (anneal search, finalists with the baselines among them) up to the final
-  fine-tune, which is done here like every other method's;
+- `pipeline`: autoprune's default run up to the final fine-tune, which is done here like every other method's:
+  the baselines scored (the four above), an anneal search started from the best of them, then the finalists
+  (the search's best four and the baselines) through the rungs;
 - `searcher`: our best searcher alone (`--searcher`, TPE by default: it led compare_searchers.md), the policy it
   scores best right after pruning, no finalists.
 
@@ -87,23 +88,28 @@ class Setting:
         return self._baselines
 
 
-def method_policy(setting: Setting, method: str, seed: int, searcher: str, evals: int) -> tuple[list[float], float]:
-    """(policy, wall seconds it took to find) for one method; searches are seeded with `seed`."""
+def method_policy(setting: Setting, method: str, seed: int, searcher: str,
+                  evals: int) -> tuple[list[float], float, dict | None]:
+    """(policy, wall seconds it took to find, the finalists' rungs if any) for one method; searches are seeded
+    with `seed`."""
     if method in BASELINE_NAMES:
         policies, seconds = setting.baselines()
-        return policies[BASELINE_NAMES[method]], seconds
+        return policies[BASELINE_NAMES[method]], seconds, None
     start = time.perf_counter()
     if method == "sensitivity":
         agent = make_searcher("sensitivity", setting.space, seed)
         with tempfile.TemporaryDirectory() as scratch:
             outcome = run_search(agent, setting.evaluator, TrialStore(Path(scratch) / "s.sqlite"),
                                  agent.required_evals)
-        return outcome.best.policy, time.perf_counter() - start
-    pipeline = method == "pipeline"
-    report = autoprune.search(setting.net, data=setting.data, budget=setting.budget,
-                              agent="anneal" if pipeline else searcher, evals=evals, seed=seed,
-                              finalists=4 if pipeline else 0, finetune_epochs=0)
-    return report.best.policy, time.perf_counter() - start
+        return outcome.best.policy, time.perf_counter() - start, None
+    if method == "pipeline":  # the default run's settings, up to its final fine-tune
+        report = autoprune.search(setting.net, data=setting.data, budget=setting.budget, seed=seed,
+                                  finetune_epochs=0)
+    else:
+        report = autoprune.search(setting.net, data=setting.data, budget=setting.budget, agent=searcher,
+                                  evals=evals, seed=seed, finalists=0, finetune_epochs=0)
+    finals = report.finals.to_dict() if report.finals is not None else None
+    return report.best.policy, time.perf_counter() - start, finals
 
 
 def final_finetune(setting: Setting, policy: list[float], seed: int, epochs: int) -> dict:
@@ -127,14 +133,14 @@ def run(args: argparse.Namespace, results: dict, json_path: Path) -> None:
                     if key in results["cells"]:
                         continue
                     setting = setting or Setting(model, budget, args.data)
-                    policy, search_s = method_policy(setting, method, seed, args.searcher, args.evals)
+                    policy, search_s, finals = method_policy(setting, method, seed, args.searcher, args.evals)
                     tuned_key = f"{model}|{budget}|{policy_hash(policy)}|{seed}|{args.epochs}"
                     tuned = results["finetunes"].get(tuned_key)
                     if tuned is None:
                         tuned = final_finetune(setting, policy, seed, args.epochs)
                         results["finetunes"][tuned_key] = tuned
                     results["cells"][key] = {"policy": policy, "policy_hash": policy_hash(policy),
-                                             "search_s": search_s, **tuned,
+                                             "search_s": search_s, "finals": finals, **tuned,
                                              "total_s": search_s + tuned["finetune_s"]}
                     save(results, json_path)
                     print(f"{key}: test {tuned['test_before']:.4f} -> {tuned['test_after']:.4f} "
@@ -228,7 +234,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=2, help="the final fine-tune's epochs, for every method")
     parser.add_argument("--searcher", default="tpe", help="the searcher run without finalists")
-    parser.add_argument("--evals", type=int, default=60, help="evaluations of each search")
+    parser.add_argument("--evals", type=int, default=60, help="evaluations of the searcher run alone (the "
+                        "pipeline runs with autoprune's defaults)")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--name", default="compare_pipeline", help="results file name (without extension)")
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plot")

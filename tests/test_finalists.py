@@ -19,7 +19,7 @@ import torch
 import autoprune
 from autoprune.evaluation import policy_hash
 from autoprune.searchers import TrialStore, make_searcher, run_search
-from autoprune.searchers.baselines import baseline_policies
+from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
 from autoprune.searchers.threshold import _least_keep
 from tests.processes import wait_for
 
@@ -90,6 +90,32 @@ def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_th
         assert keep >= max(lo, _least_keep(curve, shared)) - 1e-6
 
 
+def test_the_sensitivity_finalist_is_the_sensitivity_searchers_policy(setup, tmp_path) -> None:
+    space, evaluator = setup
+    searcher = make_searcher("sensitivity", space)
+    outcome = run_search(searcher, evaluator, TrialStore(tmp_path / "s.sqlite"), searcher.required_evals)
+    asked = []
+
+    def score(probes):
+        asked.extend(probes)
+        return [evaluator(p).score for p in probes]
+
+    assert sensitivity_policy(space, score) == pytest.approx(outcome.best.policy)  # same probes, same threshold
+    assert asked == searcher.probes
+
+
+@pytest.mark.parametrize("agent", ["anneal", "ga", "tpe"])
+def test_a_searcher_given_a_start_policy_proposes_it_first(setup, agent) -> None:
+    space, _ = setup
+    start = baseline_policies(space)["global"]
+    searcher = make_searcher(agent, space, seed=3)
+    searcher.start_from([start])
+    first = searcher.ask(4)[0]
+    assert first == pytest.approx(start, abs=1e-6) and space.feasible(first)
+    unstarted = make_searcher(agent, space, seed=3).ask(4)[0]
+    assert unstarted != pytest.approx(first)
+
+
 def _drop_at(curve, keep):
     keeps, drops = zip(*curve, strict=True)
     return float(np.interp(keep, keeps[::-1], drops[::-1]))
@@ -106,16 +132,24 @@ def test_evaluator_scores_a_policy_after_training_steps(setup) -> None:
 
 def test_finalists_halve_by_short_fine_tunes_and_the_run_ships_the_fine_tuned_winner(digits, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    report = autoprune.search("resnet20", data="digits", budget="0.5flops", agent="random", evals=8, seed=2, out=out,
+    report = autoprune.search("resnet20", data="digits", budget="0.5flops", agent="anneal", evals=8, seed=2, out=out,
                               finalists=3, finalist_rungs=[0.5, 2.0], finalist_eta=2, finetune_epochs=1)
     finals = report.finals
     origins = [f.origin for f in finals.finalists]
-    assert origins.count("search") == 3 and {"uniform", "global", "isomorphic"} <= set(origins)
+    assert origins.count("search") == 3 and {"uniform", "global", "isomorphic", "sensitivity"} <= set(origins)
     first, last = finals.rungs  # 0.5 and 2 epochs of the digits training split
     per_epoch = len(digits.loader("train", batch_size=128))
     assert (first, last) == (round(0.5 * per_epoch), 2 * per_epoch)
     with sqlite3.connect(out / "store.sqlite") as db:
         rows = db.execute("SELECT policy_hash, train_steps, origin, score FROM trained_evaluations").fetchall()
+    probes = [(h, n) for h, n, origin, _ in rows if origin.startswith("sensitivity probe")]
+    assert len(probes) > len(report.best.policy) and {n for _, n in probes} == {0}  # every group probed, untrained
+    # the search started from the baseline policy with the best recalibrated reward
+    named = {f.origin: f.result for f in finals.finalists if f.origin != "search"}
+    start = max(named.values(), key=lambda r: r.reward)
+    with sqlite3.connect(out / "store.sqlite") as db:
+        first_searched = db.execute("SELECT policy_hash FROM evaluations ORDER BY seq LIMIT 1").fetchone()[0]
+    assert first_searched == start.policy_hash
     rung = {steps: {h: s for h, n, _, s in rows if n == steps} for steps in finals.rungs}
     assert len(rung[first]) == len(finals.finalists)
     survivors = sorted(rung[first], key=lambda h: -rung[first][h])[:math.ceil(len(finals.finalists) / 2)]
@@ -159,8 +193,8 @@ def test_a_run_killed_during_the_finalists_resumes_without_repeating_a_rung(tmp_
     out = tmp_path / "killed"
     process = subprocess.Popen(_finals_run(out, config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        # the first finished rung evaluation: 6 more rung-one fine-tunes and the second rung are still ahead
-        wait_for(lambda: (out / "store.sqlite").is_file() and _table_rows(out) >= 1, timeout=600)
+        # the first finished rung evaluation: more rung-one fine-tunes and the second rung are still ahead
+        wait_for(lambda: (out / "store.sqlite").is_file() and _rung_rows(out) >= 1, timeout=600)
         process.send_signal(signal.SIGSTOP)
         assert process.poll() is None, "the run finished before it could be killed during its finalists"
         before = _rungs(out)
@@ -181,10 +215,11 @@ def test_a_run_killed_during_the_finalists_resumes_without_repeating_a_rung(tmp_
     assert best["killed"]["policy"] == best["reference"]["policy"]
 
 
-def _table_rows(out: Path) -> int:
+def _rung_rows(out: Path) -> int:
+    """Finished rung evaluations (trained: the recalibrated baselines and probes come before them)."""
     try:
         with sqlite3.connect(out / "store.sqlite") as db:
-            return db.execute("SELECT COUNT(*) FROM trained_evaluations").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM trained_evaluations WHERE train_steps > 0").fetchone()[0]
     except sqlite3.OperationalError:  # the table is not there yet
         return 0
 

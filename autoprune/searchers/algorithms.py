@@ -39,8 +39,8 @@ class RandomSearcher(Searcher):
 class AnnealSearcher(Searcher):
     """Simulated annealing over feasible policies: Gaussian moves projected onto the budget, Metropolis
     acceptance on the reward, geometric cooling. The first batch starts one chain per policy asked for (the
-    uniform policy and its neighbours); each later batch moves every chain one step, so n workers run n chains
-    side by side and one worker runs the classic single chain."""
+    start policies, by default the uniform one, and the first's neighbours); each later batch moves every chain
+    one step, so n workers run n chains side by side and one worker runs the classic single chain."""
 
     name = "anneal"
 
@@ -63,9 +63,9 @@ class AnnealSearcher(Searcher):
         self.chains: list[tuple[list[float], float]] = []  # each chain's current policy and its reward
 
     def ask(self, n: int) -> list[list[float]]:
-        if not self.chains:  # start from the uniform policy, then its neighbours
-            first = self.space.project(self.space.uniform(1.0))
-            return [first] + [self._neighbour(first) for _ in range(n - 1)]
+        if not self.chains:  # start from the given policies (else the uniform one), then the first's neighbours
+            starts = (self.starts or [self.space.project(self.space.uniform(1.0))])[:n]
+            return starts + [self._neighbour(starts[0]) for _ in range(n - len(starts))]
         best = max(self.chains, key=lambda chain: chain[1])[0]  # more asked than chains: extra moves from the best
         return [self._neighbour(self.chains[i][0] if i < len(self.chains) else best) for i in range(n)]
 

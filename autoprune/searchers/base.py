@@ -47,6 +47,7 @@ class Searcher(ABC):
         self.settings = validated(self.Settings, settings, f"agent {self.name}")
         self.rng = np.random.default_rng(seed)
         self.done = False  # True when the searcher has nothing left to propose
+        self.starts: list[list[float]] = []  # known good policies to start from (start_from)
 
     @property
     def required_evals(self) -> int | None:
@@ -56,6 +57,12 @@ class Searcher(ABC):
     @abstractmethod
     def ask(self, n: int) -> list[list[float]]:
         """Up to `n` feasible policies to evaluate next (fewer, or none, once `done`)."""
+
+    def start_from(self, policies: Sequence[Sequence[float]]) -> None:
+        """Start the search from these policies (the pipeline hands over the best baseline allocation) instead
+        of a uniform or random start; call before the first `ask`. Searchers without a start point (random,
+        DDPG) ignore them."""
+        self.starts = [self.space.project(p, grow=False) for p in policies]  # a feasible start stays as given
 
     def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:  # noqa: B027
         """Results of the policies last asked for, in the same order."""

@@ -2,7 +2,8 @@
 (uniform), Torch-Pruning's global ranking (one importance threshold over every channel of every group), and
 Torch-Pruning's isomorphic ranking (one pruning ratio for each set of structurally identical groups, channels
 ranked within the set). They cost no evaluation, so the search pipeline enters them as finalists: a search
-policy ships only if it beats them after the rungs' short fine-tunes.
+policy ships only if it beats them after the rungs' short fine-tunes. The sensitivity-threshold allocation
+(autoprune.searchers.threshold) competes too; it costs its probes' evaluations.
 
 Torch-Pruning computes these rankings inside its pruners for a channel-count target; here they are computed on
 the analysis's own channel scores (Torch-Pruning's group importances, mean-normalised as its global pruning
@@ -12,11 +13,12 @@ latency), which no Torch-Pruning pruner takes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from autoprune.searchers.space import SearchSpace
+from autoprune.searchers.threshold import SensitivityThresholdSearcher
 
 BASELINES = ("uniform", "global", "isomorphic")
 
@@ -43,6 +45,15 @@ def baseline_policies(space: SearchSpace) -> dict[str, list[float]]:
     """{baseline name: policy} for every baseline in BASELINES."""
     return {"uniform": uniform_policy(space), "global": global_ranking_policy(space),
             "isomorphic": isomorphic_ranking_policy(space)}
+
+
+def sensitivity_policy(space: SearchSpace, score: Callable[[list[list[float]]], list[float]],
+                       levels: Sequence[float] | None = None) -> list[float]:
+    """The sensitivity-threshold allocation (the `sensitivity` searcher's policy: same probes, at its default
+    keep levels unless `levels` are given, and same threshold); `score(policies)` returns the held-out score of
+    each probe, e.g. evaluated on the search's runtime."""
+    allocator = SensitivityThresholdSearcher(space, **({} if levels is None else {"levels": list(levels)}))
+    return allocator.allocate_from(score([list(p) for p in allocator.probes]))
 
 
 def _ranked_policy(space: SearchSpace, scope_of_group: list[int]) -> list[float]:

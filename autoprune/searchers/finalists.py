@@ -1,8 +1,9 @@
 """Finalists: the search's best few distinct policies and the free baselines' policies, re-ranked by what ships.
 
 Accuracy right after pruning mostly measures weight damage; what a user deploys is the fine-tuned model. So after
-the search, its top `count` distinct policies plus the baselines' (uniform, global and isomorphic ranking: free,
-so a search policy ships only if it beats them in the rungs) go through successive halving over short fine-tunes:
+the search, its top `count` distinct policies plus the baselines' (uniform, global and isomorphic ranking, which
+are free, and the sensitivity-threshold allocation, which costs its probes: a search policy ships only if it
+beats them in the rungs) go through successive halving over short fine-tunes:
 rung r fine-tunes every survivor from its pruned weights for `rungs[r]` steps (the final fine-tune's recipe,
 compressed) and keeps the best 1/eta by held-out score; the last rung's best is the winner. Rung training only
 selects: the final fine-tune starts from the winner's pruned weights, so the win belongs to the policy, not to
@@ -94,10 +95,11 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
     return FinalsOutcome(survivors[0], finalists, list(rungs), trained)
 
 
-def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore) -> dict[str, Result]:
+def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore,
+                   on_result: Callable[[str, Result, bool], None] | None = None) -> dict[str, Result]:
     """Recalibrated (fidelity 0) results of named policies: the search's own when it evaluated the same policy,
     else stored or evaluated now among the finalists' evaluations (fidelity 0, origin = the name), so the
-    search's table holds the search's evaluations only."""
+    search's table holds the search's evaluations only. `on_result(name, result, from_store)` after each."""
     results: dict[str, Result] = {}
     todo = []
     for name, policy in policies.items():
@@ -105,9 +107,14 @@ def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: Tr
         stored = store.get(key) or store.get_trained(key, 0)
         if stored is not None:
             results[name] = stored
+            if on_result is not None:
+                on_result(name, stored, True)
         else:
             todo.append(name)
     for index, result in runtime.evaluate([(policies[name], {}) for name in todo]):
         store.add_trained(result, todo[index])
+        raise_if_pending()
         results[todo[index]] = result
+        if on_result is not None:
+            on_result(todo[index], result, False)
     return {name: results[name] for name in policies}

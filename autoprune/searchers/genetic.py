@@ -67,14 +67,16 @@ class GeneticSearcher(Searcher):
         return creator.AutopruneIndividual(self.space.project(policy))
 
     def _next_generation(self) -> None:
-        """Breed the next generation from the evaluated one (or draw the first: uniform plus random policies)."""
+        """Breed the next generation from the evaluated one (or draw the first: the start policies, uniform,
+        then random ones)."""
         self.generation += 1
         s, space = self.settings, self.space
         with self._random.active():
             if self.generation == 0:
+                starts = [creator.AutopruneIndividual(list(p)) for p in self.starts[:s.population]]  # as given
                 first = [space.uniform(1.0)] + [self.rng.uniform(space.lower, space.upper)
                                                 for _ in range(s.population - 1)]
-                self.population = [self._individual(p) for p in first]
+                self.population = starts + [self._individual(p) for p in first[:s.population - len(starts)]]
             else:
                 parents = self.population
                 elites = [self.toolbox.clone(i) for i in tools.selBest(parents, s.elite)]

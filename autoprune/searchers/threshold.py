@@ -83,6 +83,14 @@ class SensitivityThresholdSearcher(Searcher):
             if first + offset < len(self.probes) and self.final is None:
                 self.scores[first + offset] = result.score
 
+    def allocate_from(self, scores: Sequence[float]) -> list[float]:
+        """The allocated policy given every probe's score, in `probes` order: the same table and threshold when
+        the probes were scored elsewhere (the finalists score them among their own evaluations)."""
+        if len(scores) != len(self.probes):
+            raise ValueError(f"expected {len(self.probes)} probe scores, got {len(scores)}")
+        self.scores = dict(enumerate(scores))
+        return self.allocate()
+
     def drops(self) -> list[list[tuple[float, float]]]:
         """Per group: (keep, monotone score drop) from keep 1.0 (drop 0) down to its least keep."""
         reference = self.scores[0]

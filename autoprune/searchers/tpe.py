@@ -40,6 +40,13 @@ class TPESearcher(Searcher):
         self.study = optuna.create_study(direction="maximize", sampler=sampler)
         self._names = [group.name for group in space.analysis.groups]
         self._asked: list[optuna.Trial] = []
+        self._started = 0  # start policies handed out (they are the study's first, enqueued trials)
+
+    def start_from(self, policies: Sequence[Sequence[float]]) -> None:
+        """Enqueued as the study's first trials (TPE then samples around them once they are told)."""
+        super().start_from(policies)
+        for policy in self.starts:
+            self.study.enqueue_trial(dict(zip(self._names, policy, strict=True)))
 
     def ask(self, n: int) -> list[list[float]]:
         policies = []
@@ -50,7 +57,11 @@ class TPESearcher(Searcher):
                 raw = [trial.suggest_float(name, float(lo), float(hi))
                        for name, lo, hi in zip(self._names, self.space.lower, self.space.upper, strict=True)]
             self._asked.append(trial)
-            policies.append(self.space.project(raw))
+            if self._started < len(self.starts):  # an enqueued start: feasible as given
+                self._started += 1
+                policies.append(raw)
+            else:
+                policies.append(self.space.project(raw))
         return policies
 
     def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
