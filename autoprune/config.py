@@ -52,8 +52,9 @@ class ExperimentConfig(BaseModel):
     finalist_eta: float = Field(3.0, gt=1)  # each rung keeps the best 1/eta of its finalists
     finalist_baselines: bool = True  # uniform, global and isomorphic ranking compete as finalists too
     # so does the sensitivity-threshold allocation: every group probed at these keep levels (and its least keep),
-    # one evaluation each ([]: off); fewer levels than the sensitivity searcher's four, to fit the default run
-    finalist_sensitivity: list[float] = Field(default_factory=lambda: [0.5])
+    # one evaluation each ([]: off); the sensitivity searcher's levels (one level alone lost 1.2 points at
+    # MobileNetV2 / 0.10 flops, experiments/results/compare_pipeline.md)
+    finalist_sensitivity: list[float] = Field(default_factory=lambda: [0.8, 0.6, 0.4, 0.2])
     finalist_distill: bool = False  # rung fine-tunes distil from the dense model
     finetune_epochs: int = Field(2, ge=0)  # after the search: fine-tune the winner this many epochs (0: off)
     finetune_lr: float = Field(0.01, gt=0)

@@ -190,7 +190,8 @@ def write_report(results: dict, md_path: Path, png_path: Path, epochs: int) -> N
               "select, and the winner's final fine-tune starts from its pruned weights like every other.", "",
               f"Settings with a pipeline result: {len(margins)} of 6; mean margin over the best non-search method: "
               f"{mean_margin:+.2f} points (target: at least +1.0 on average, never below -0.2).", ""]
-    md_path.write_text("\n".join(header + rows) + "\n")
+    notes = ["## Notes", "", *results.get("notes", []), ""] if results.get("notes") else []
+    md_path.write_text("\n".join(header + rows + notes) + "\n")
     _plot(results, png_path)
 
 

@@ -1,4 +1,4 @@
-"""Finalists: the search's best few distinct policies and the free baselines' policies, re-ranked by what ships.
+"""Finalists: the search's best few distinct policies and the baselines' policies, re-ranked by what ships.
 
 Accuracy right after pruning mostly measures weight damage; what a user deploys is the fine-tuned model. So after
 the search, its top `count` distinct policies plus the baselines' (uniform, global and isomorphic ranking, which
