@@ -24,6 +24,7 @@ from torch import nn
 from autoprune.budget import Budget
 from autoprune.config import ExperimentConfig, SpaceConfig, load_agent_config, load_space, validated
 from autoprune.data import DataBundle, load_data
+from autoprune.device import DeviceBatches, resolve_device, to_model_device
 from autoprune.engine import Analysis, analyse, count_cost, measure_latency
 from autoprune.engine.data_criteria import DATA_CRITERIA
 from autoprune.errors import SearchInterrupted, UserError
@@ -36,6 +37,7 @@ from autoprune.models.slim_checkpoint import save_slim
 from autoprune.reports import write_run_report
 from autoprune.rundir import BEST_NAME, LOCK_NAME, PROGRAM_NAME, SLIM_NAME, STORE_NAME, run_lock
 from autoprune.runtime import make_runtime
+from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
@@ -83,6 +85,7 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     if config.budget is None:
         raise UserError("no budget given; pass --budget such as 0.25flops")
     budget = Budget.parse(config.budget)
+    device = resolve_device(config.device)
     space_config: SpaceConfig = load_space(config.space)
     run_dir = _check_run_dir(config.out, resume)
     if config.address not in (None, "auto"):
@@ -93,7 +96,8 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     if model is None:
         model, _ = load_model(config.model, bundle.in_channels, bundle.num_classes, bundle.name, config.weights,
                               require_weights=True)
-    model.eval()
+    _check_worker_devices(config, device)
+    model.to(device).eval()
     if config.finalists or config.finetune_epochs or config.finetune_steps:
         _check_trainable(model, bundle, loss)
     batches = (list(bundle.loader("train", batch_size=64, limit=64 * space_config.criterion_batches))
@@ -111,14 +115,14 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
                           heldout_images=config.heldout_images, recalibration_batches=config.recalibration_batches,
                           finetune_steps=config.finetune_steps, seed=config.seed,
                           screen_images=config.screen_images, finetune_lr=config.finetune_lr,
-                          distill=config.finalist_distill, loss=loss)
+                          distill=config.finalist_distill, loss=loss, device=device, amp=config.amp)
     settings = {"model": config.model, "weights": config.weights, "data": bundle.name, "budget": str(budget),
                 "agent": config.agent, "agent_config": agent_config, "space": space_config.model_dump(),
                 "seed": config.seed, "heldout_images": config.heldout_images,
                 "recalibration_batches": config.recalibration_batches, "finetune_steps": config.finetune_steps,
                 "screen_images": config.screen_images, "screen_eta": config.screen_eta,
                 "screen_warmup": config.screen_warmup, "workers": config.workers,
-                "finalist_distill": config.finalist_distill, "finetune_lr": config.finetune_lr}
+                "finalist_distill": config.finalist_distill, "finetune_lr": config.finetune_lr, "amp": config.amp}
     prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume)
     if run_dir is not None and run_dir.is_dir():  # held until the search ends: no other process may use it
         prepared.lock.enter_context(run_lock(run_dir))
@@ -131,9 +135,20 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     return prepared
 
 
+def _check_worker_devices(config: ExperimentConfig, device: torch.device) -> None:
+    """Ray workers compute where --gpus-per-worker puts them; asking for CUDA by name and giving them no GPU
+    would leave every evaluation on the CPU."""
+    check_gpus_per_worker(config.gpus_per_worker, config.workers, config.address)
+    on_ray = config.workers > 1 or config.address is not None
+    if on_ray and device.type == "cuda" and config.device != "auto" and not config.gpus_per_worker:
+        raise UserError(f"--device {config.device} with Ray workers needs --gpus-per-worker (e.g. "
+                        f"{1 / config.workers:g} to share one GPU among {config.workers} workers); without it "
+                        "they evaluate on the CPU")
+
+
 def _check_trainable(model: nn.Module, data: DataBundle, loss: Loss | None) -> None:
     """The training loss must accept the model's outputs and the data's targets (a regression needs its own)."""
-    x, y = next(iter(data.loader("train", batch_size=2)))
+    x, y = to_model_device(model, *next(iter(data.loader("train", batch_size=2))))
     try:
         with torch.no_grad():
             value = (loss or smoothed_cross_entropy)(model(x), y)
@@ -211,7 +226,8 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
              on_finalist: FinalistCallback | None, on_baseline: BaselineCallback | None) -> SearchReport:
     config = prepared.config
     # before any file is written: starting the runtime may fail
-    runtime = make_runtime(prepared.evaluator, config.workers, config.address, config.dashboard)
+    runtime = make_runtime(prepared.evaluator, config.workers, config.address, config.dashboard,
+                           config.gpus_per_worker)
     stop: KeyboardInterrupt | None = None
     finals: FinalsOutcome | None = None
     with tempfile.TemporaryDirectory() as scratch:  # the store lives in the run directory, or here if none
@@ -296,7 +312,8 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
     slim = evaluator.build(best.policy)
     slim_before = copy.deepcopy(slim) if finetune_epochs else slim
     x = analysis.example_input
-    test = list(data.loader("test", batch_size=500))
+    test_batches = list(data.loader("test", batch_size=500))
+    test = DeviceBatches(test_batches, evaluator.device)  # moved as they are read: a test split may be large
     default_metric = evaluator.metric is top1_accuracy  # then the test score is top-1 accuracy
     dense_cost, slim_cost = count_cost(analysis.model, x), count_cost(slim, x)
     summary = {
@@ -328,7 +345,7 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
                                 "test_score": tuned.test_after,
                                 "test_accuracy": tuned.test_after if default_metric else None}
     if prepared.run_dir is not None:
-        _write_run_files(prepared, summary, slim_before, tuned, slim, test[0][0][:16])
+        _write_run_files(prepared, summary, slim_before, tuned, slim, test_batches[0][0][:16])
     return SearchReport(best, slim, prepared.run_dir, summary, tuned, finals)
 
 
@@ -344,7 +361,8 @@ def _write_run_files(prepared: PreparedSearch, summary: dict[str, Any], best_mod
     save_slim(run_dir / SLIM_NAME, best_model, meta)
     if tuned is not None:
         save_finetuned(run_dir, tuned_model, meta, tuned)
-    export_model(tuned_model if tuned is not None else best_model, "pt2", run_dir / PROGRAM_NAME, images, meta)
+    delivered = copy.deepcopy(tuned_model if tuned is not None else best_model).cpu()
+    export_model(delivered, "pt2", run_dir / PROGRAM_NAME, images, meta)  # a CPU program: it runs anywhere
     _write_atomically(run_dir / BEST_NAME, lambda p: p.write_text(json.dumps(summary, indent=2)))
     write_run_report(run_dir)
 

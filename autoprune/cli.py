@@ -23,6 +23,8 @@ def _root() -> None:
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="zoo name, torchvision name or package.module:factory")]
 DataOpt = Annotated[str, typer.Option("--data", help="fashion-mnist, digits, cifar10 or imagefolder")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the dataset's files are")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when there is a GPU, else CPU), cpu, cuda or "
+                                                         "cuda:N")]
 
 
 @app.command()
@@ -37,12 +39,14 @@ def train(
     out: Annotated[Path, typer.Option(help="checkpoint file to write")] = Path("checkpoint.pt"),
     bn_l1: Annotated[float, typer.Option(min=0.0, help="network slimming: L1 penalty on BatchNorm gammas "
                                                        "(e.g. 1e-4)")] = 0.0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train a model and save a checkpoint holding its test accuracy."""
     import torch
     from rich.console import Console
 
     from autoprune.data import load_data
+    from autoprune.device import resolve_device
     from autoprune.models import build_model, save_checkpoint
     from autoprune.training import accuracy
     from autoprune.training import train as fit
@@ -50,8 +54,9 @@ def train(
     console = Console(stderr=True)
     if out.is_dir():
         raise UserError(f"--out {str(out)!r} is a directory; give a file path such as {str(out / 'model.pt')!r}")
+    target = resolve_device(device)
     bundle = load_data(data, data_dir)
-    net = build_model(model, bundle.in_channels, bundle.num_classes)
+    net = build_model(model, bundle.in_channels, bundle.num_classes).to(target)
 
     def report(epoch: int, loss: float, held: float) -> None:
         console.print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  held-out accuracy {held:.4f}")
@@ -137,25 +142,30 @@ def evaluate(
     data: DataOpt = "fashion-mnist",
     data_dir: DataDirOpt = None,
     split: Annotated[str, typer.Option(help="test or heldout")] = "test",
+    device: DeviceOpt = "auto",
 ) -> None:
-    """Accuracy, MACs, parameters and latency of a trained model."""
+    """Accuracy, MACs, parameters and latency (on the device) of a trained model."""
     from rich.console import Console
 
     from autoprune.data import load_data
+    from autoprune.device import describe, resolve_device
     from autoprune.engine import count_cost, measure_latency
     from autoprune.models import example_input, load_model
     from autoprune.training import accuracy
 
     if split not in ("test", "heldout"):
         raise UserError(f"--split must be test or heldout, got {split!r}")
+    target = resolve_device(device)
     bundle = load_data(data, data_dir)
     net, _ = load_model(model, bundle.in_channels, bundle.num_classes, bundle.name, weights, require_weights=True)
+    net.to(target)
     x = example_input(bundle.in_channels, bundle.image_size)
     cost = count_cost(net, x)
     acc = accuracy(net, bundle.loader(split, batch_size=512))
     latency = measure_latency(net, x)
     Console().print(f"{model} on {bundle.name} {split}: accuracy {acc:.4f}  MACs {cost.macs / 1e6:.2f} M  "
-                    f"params {cost.params / 1e6:.3f} M  latency {latency * 1e3:.2f} ms (batch 1, median)")
+                    f"params {cost.params / 1e6:.3f} M  latency {latency * 1e3:.2f} ms (batch 1, median, on "
+                    f"{describe(target)})")
 
 
 @app.command()
@@ -191,6 +201,12 @@ def search(
                                                              "epochs (default 2; 0: off)")] = None,
     distill: Annotated[bool | None, typer.Option("--distill", help="fine-tune with distillation from the dense "
                                                                    "model")] = None,
+    device: Annotated[str | None, typer.Option(help="auto (default: CUDA when there is a GPU, else CPU), cpu, cuda "
+                                                    "or cuda:N")] = None,
+    amp: Annotated[str | None, typer.Option(help="score candidates under bf16 or fp16 autocast (default off: "
+                                                 "exact fp32 scores)")] = None,
+    gpus_per_worker: Annotated[float | None, typer.Option(help="with --workers: each Ray worker's share of a GPU "
+                                                               "(0.25: four share one; default 0: CPU)")] = None,
 ) -> None:
     """Search a per-group pruning policy that meets the budget with the best held-out accuracy."""
     from autoprune.api import execute_search, prepare_search
@@ -201,7 +217,8 @@ def search(
                  "data_dir": str(data_dir) if data_dir else None, "agent": agent, "space": space, "evals": evals,
                  "seed": seed, "out": str(out) if out else None, "finetune_steps": finetune_steps,
                  "screen_images": screen_images, "workers": workers, "address": address, "dashboard": dashboard,
-                 "finalists": finalists, "finetune_epochs": finetune_epochs, "distill": distill}
+                 "finalists": finalists, "finetune_epochs": finetune_epochs, "distill": distill, "device": device,
+                 "amp": amp, "gpus_per_worker": gpus_per_worker}
     settings = load_experiment(str(config) if config else None, overrides)
     if settings.out is None:
         settings.out = f"runs/{settings.model}-{settings.budget}-{settings.agent}-s{settings.seed}"
@@ -220,6 +237,9 @@ def sweep(
     dashboard: Annotated[bool, typer.Option("--dashboard", help="also start the local Ray instance's dashboard, "
                                                                 "on 127.0.0.1")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted sweep")] = False,
+    device: Annotated[str, typer.Option(help="auto (cuda with --gpus-per-search, else cpu), cpu or cuda")] = "auto",
+    gpus_per_search: Annotated[float, typer.Option(min=0.0, help="each search's share of a GPU (0.5: two share "
+                                                                 "one; default 0: CPU)")] = 0.0,
 ) -> None:
     """Run a grid of searches (models x budgets x agents x seeds) as Ray tasks; write a summary and a Pareto plot."""
     from rich.console import Console
@@ -229,6 +249,7 @@ def sweep(
     console = Console()
     settings = load_sweep(config)
     report = run_sweep(settings, workers=workers, address=address, resume=resume, dashboard=dashboard,
+                       device=device, gpus_per_search=gpus_per_search,
                        on_finished=lambda point, done, total: console.print(f"[{done}/{total}] {point.name} done"))
     console.print(f"{len(report.rows)} searches; report: {report.report} (summary {report.markdown}, "
                   f"{report.csv}; Pareto plot {report.pareto_plot})")
@@ -269,6 +290,7 @@ def prune(
     seed: int = 0,
     criterion_batches: Annotated[int, typer.Option(min=1, help="batches of 64 training images that apoz, "
                                                                "mean_activation and taylor are measured on")] = 8,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Prune a trained model with one pruner or a schedule; write it, its per-layer table and test accuracy."""
     import csv
@@ -277,6 +299,7 @@ def prune(
     from rich.table import Table
 
     from autoprune.data import load_data
+    from autoprune.device import resolve_device
     from autoprune.models import load_model, save_checkpoint
     from autoprune.models.slim_checkpoint import save_slim
     from autoprune.pruning import prune_model
@@ -288,8 +311,10 @@ def prune(
     parsed_targets = _parse_targets(targets)
     if plan is None and pruner is None:
         raise UserError("give --pruner (with --targets or --budget) or --schedule FILE")
+    target = resolve_device(device)
     bundle = load_data(data, data_dir)
     net, _ = load_model(model, bundle.in_channels, bundle.num_classes, bundle.name, weights, require_weights=True)
+    net.to(target)
     console = Console()
     outcome = prune_model(net, bundle, pruner, parsed_targets, budget, criterion, plan, epochs, lr, images, seed,
                           on_epoch=lambda e, loss, held: console.print(f"epoch {e + 1}  loss {loss:.4f}  "
@@ -328,11 +353,13 @@ def sensitivity(
     criterion: Annotated[str, typer.Option(help="filter ranking (see `autoprune prune`)")] = "l1",
     heldout_images: Annotated[int, typer.Option(min=1, help="held-out images each point is scored on")] = 2000,
     out: Annotated[Path, typer.Option(help="directory for sensitivity_<sense>.csv and .png")] = Path("sensitivity"),
+    device: DeviceOpt = "auto",
 ) -> None:
     """Prune each layer alone at each level and score it: a CSV and a plot; the CSV can bound a search."""
     from rich.console import Console
 
     from autoprune.data import load_data
+    from autoprune.device import resolve_device
     from autoprune.models import load_model
     from autoprune.sensitivity import parse_levels, sensitivity_analysis, write_sensitivity
 
@@ -341,8 +368,10 @@ def sensitivity(
     if sense not in ("filter", "element"):
         raise UserError(f"--sense must be filter or element, got {sense!r}")
     steps = parse_levels(levels)
+    target = resolve_device(device)
     bundle = load_data(data, data_dir)
     net, _ = load_model(model, bundle.in_channels, bundle.num_classes, bundle.name, weights, require_weights=True)
+    net.to(target)
     console = Console()
     rows = sensitivity_analysis(net, bundle, sense, steps, criterion, heldout_images, on_row=lambda r: console.print(
         f"{r.layer:<28} sparsity {r.sparsity:.2f}  score {r.score:.4f}  loss {r.loss:.4f}"))
@@ -363,6 +392,7 @@ def finetune(
     images: Annotated[int | None, typer.Option(min=1, help="training images per epoch (default: all)")] = None,
     data_dir: DataDirOpt = None,
     seed: int = 0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Fine-tune a run's best slim model; keeps the epoch with the best held-out score (finetuned.pt)."""
     from rich.console import Console
@@ -371,7 +401,7 @@ def finetune(
 
     console = Console()
     outcome = finetune_run(run_dir, epochs, lr=lr, distill=distill, data_dir=str(data_dir) if data_dir else None,
-                           images=images, seed=seed, on_epoch=lambda e, loss, held: console.print(
+                           images=images, seed=seed, device=device, on_epoch=lambda e, loss, held: console.print(
                                f"epoch {e + 1}/{epochs}  loss {loss:.4f}  held-out accuracy {held:.4f}"))
     console.print(f"test accuracy {outcome.test_before:.4f} -> {outcome.test_after:.4f} (kept epoch "
                   f"{outcome.best_epoch}, held-out {outcome.best_heldout:.4f}); wrote {run_dir / 'finetuned.pt'}")
@@ -384,13 +414,15 @@ def export(
                                                       "or torchscript")] = "pt2",
     out: Annotated[Path | None, typer.Option(help="file to write (default RUN_DIR/export/...)")] = None,
     data_dir: DataDirOpt = None,
+    device: Annotated[str, typer.Option(help="trace and check the program on cpu (default: it runs anywhere), "
+                                             "cuda or cuda:N (a .pt2 program then runs on that GPU type)")] = "cpu",
 ) -> None:
     """Export a run's slim model (fine-tuned if it was) and check the file against it: MACs and outputs."""
     from rich.console import Console
 
     from autoprune.exporting import export_run
 
-    check = export_run(run_dir, fmt, data_dir=str(data_dir) if data_dir else None, out=out)
+    check = export_run(run_dir, fmt, data_dir=str(data_dir) if data_dir else None, out=out, device=device)
     Console().print(f"wrote {check.path} ({fmt}): {check.macs / 1e6:.2f} M MACs as the model; outputs on 16 test "
                     f"images within {check.max_abs_difference:.1e}")
 

@@ -4,7 +4,7 @@ field. Command-line flags override experiment-file values."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -62,7 +62,10 @@ class ExperimentConfig(BaseModel):
     screen_images: int = Field(0, ge=0)  # multi-fidelity screening slice (0: off)
     screen_eta: float = Field(3.0, gt=1)  # only the top 1/eta of screening scores get the full held-out split
     screen_warmup: int = Field(10, ge=1)  # candidates always scored in full before screening starts
+    device: str = "auto"  # where this process computes: auto (CUDA when there is one), cpu, cuda or cuda:N
+    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast while scoring candidates (off: exact fp32 scores)
     workers: int = Field(1, ge=1)  # evaluations in parallel; more than 1 (or an address) runs them on Ray
+    gpus_per_worker: float = Field(0.0, ge=0)  # each Ray worker's share of a GPU (0.25: four share one; 0: CPU)
     address: str | None = None  # an existing Ray cluster (HOST:PORT or auto); default: a private local instance
     dashboard: bool = False  # with a private local Ray instance: also start Ray's dashboard, on 127.0.0.1
     out: str | None = None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune.device import resolve_device, to_model_device
 from autoprune.engine import count_cost
 from autoprune.errors import UserError
 from autoprune.models.slim_checkpoint import load, save_slim
@@ -48,9 +49,10 @@ def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, m
     mismatch (and removes the file, so nothing wrong is left behind)."""
     check_format(fmt)
     model = model.eval()
+    (images,) = to_model_device(model, images)  # traced and checked on the model's device
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        expected = model(images).numpy()
+        expected = model(images).cpu().numpy()
     example = images[:1]
     macs = count_cost(model, example).macs
     tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")  # keeps the suffix, which torch.export insists on
@@ -86,7 +88,7 @@ def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, m
 
 def _run_torch(model, images: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        return model(images).numpy()
+        return model(images).cpu().numpy()
 
 
 def _traced_macs(model, example: torch.Tensor) -> int:
@@ -123,7 +125,7 @@ def _run_onnx(path: Path, images: torch.Tensor) -> np.ndarray:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+    return session.run(None, {session.get_inputs()[0].name: images.cpu().numpy()})[0]
 
 
 def onnx_macs(path: Path) -> int:
@@ -149,9 +151,12 @@ def onnx_macs(path: Path) -> int:
     return total
 
 
-def export_run(run_dir: Path, fmt: str, data_dir: str | None = None, out: Path | None = None) -> ExportCheck:
+def export_run(run_dir: Path, fmt: str, data_dir: str | None = None, out: Path | None = None,
+               device: str = "cpu") -> ExportCheck:
     """Export a finished run's latest slim model (fine-tuned if it was) to run_dir/export/ (or `out`), checked
-    against it on 16 test images of the run's data."""
+    against it on 16 test images of the run's data; traced on `device` (a .pt2 program runs where it was traced:
+    cpu, the default, runs anywhere)."""
+    target = resolve_device(device)
     from autoprune.data import load_data
     from autoprune.models import load_checkpoint
     from autoprune.rundir import EXPORT_DIR, model_path, read_summary, run_lock
@@ -160,6 +165,6 @@ def export_run(run_dir: Path, fmt: str, data_dir: str | None = None, out: Path |
     read_summary(run_dir)
     with run_lock(run_dir):
         source = model_path(run_dir)
-        model, (_, meta) = load(source), load_checkpoint(source)
+        model, (_, meta) = load(source).to(target), load_checkpoint(source)
         images, _ = next(iter(load_data(meta["data"], data_dir).loader("test", batch_size=16)))
         return export_model(model, fmt, out or run_dir / EXPORT_DIR / FORMATS[fmt], images, meta)

@@ -15,6 +15,7 @@ import torch.nn.utils.prune as torch_prune
 from torch import nn
 
 from autoprune.data import DataBundle
+from autoprune.device import resolve_device
 from autoprune.engine.unstructured import make_permanent, prunable_layers
 from autoprune.models.slim_checkpoint import load, save_slim
 from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, PROGRAM_NAME, read_summary, run_lock, slim_path
@@ -101,18 +102,21 @@ def save_finetuned(run_dir: Path, model: nn.Module, meta: dict, outcome: Finetun
 
 def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = False, data_dir: str | None = None,
                  images: int | None = None, seed: int = 0,
-                 on_epoch: Callable[[int, float, float], None] | None = None) -> FinetuneOutcome:
+                 on_epoch: Callable[[int, float, float], None] | None = None,
+                 device: str = "auto") -> FinetuneOutcome:
     """Fine-tune a finished run's best slim model (always from the search's slim.pt, so a repeat starts afresh)
-    on the run's data; write finetuned.pt, finetune.json and the delivered model.pt2, and refresh report.md."""
+    on the run's data, on `device`; write finetuned.pt, finetune.json and the delivered model.pt2 (a CPU
+    program), and refresh report.md."""
     from autoprune.data import load_data
     from autoprune.exporting import export_model
     from autoprune.models import load_checkpoint, load_model
     from autoprune.reports import write_run_report
 
     settings = read_summary(run_dir)["settings"]
+    target = resolve_device(device)
     with run_lock(run_dir):
         source = slim_path(run_dir)
-        model, (_, meta) = load(source), load_checkpoint(source)
+        model, (_, meta) = load(source).to(target), load_checkpoint(source)
         data = load_data(settings["data"], data_dir)
         teacher = None
         if distill:
@@ -121,6 +125,6 @@ def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = F
         outcome = finetune(model, data, epochs, lr=lr, teacher=teacher, seed=seed, images=images, on_epoch=on_epoch)
         save_finetuned(run_dir, model, meta, outcome)
         images = next(iter(data.loader("test", batch_size=16)))[0]
-        export_model(model, "pt2", run_dir / PROGRAM_NAME, images, meta)  # the delivered program follows
+        export_model(model.cpu(), "pt2", run_dir / PROGRAM_NAME, images, meta)  # the delivered program follows
         write_run_report(run_dir)
         return outcome

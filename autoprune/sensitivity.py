@@ -22,6 +22,7 @@ import torch.nn.utils.prune as torch_prune
 from torch import nn
 
 from autoprune.data import DataBundle
+from autoprune.device import module_device, place_batches, to_model_device
 from autoprune.engine import analyse
 from autoprune.engine.unstructured import prunable_layers
 from autoprune.errors import UserError
@@ -62,8 +63,9 @@ def _score(model: nn.Module, batches: list) -> tuple[float, float]:
     correct = total = 0
     loss = 0.0
     model.eval()
-    with torch.no_grad():
-        for x, y in batches:
+    with torch.inference_mode():
+        for batch in batches:
+            x, y = to_model_device(model, *batch)
             logits = model(x)
             correct += int((logits.argmax(1) == y).sum())
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -77,7 +79,7 @@ def sensitivity_analysis(model: nn.Module, data: DataBundle, sense: str, levels:
     """Every (layer, level) pair scored on the first `heldout_images` held-out images; `model` is not changed."""
     if sense not in SENSES:
         raise UserError(f"--sense must be filter or element, got {sense!r}")
-    batches = list(data.loader("heldout", batch_size=500, limit=heldout_images))
+    batches = place_batches(list(data.loader("heldout", batch_size=500, limit=heldout_images)), module_device(model))
     rows: list[SensitivityRow] = []
 
     def record(layer: str, level: float, net: nn.Module) -> None:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autoprune.data import DataBundle
+from autoprune.device import DeviceBatches, module_device, to_model_device, training_precision
 from autoprune.signals import raise_if_pending
 
 
@@ -19,19 +20,21 @@ def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 2) -> Tensor
     padded = F.pad(x, (pad, pad, pad, pad))
     dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
     out = padded[:, :, dy:dy + h, dx:dx + w]
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)  # drawn on the CPU: the same on every device
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def accuracy(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> float:
-    """Top-1 accuracy in [0, 1] of `model` (put in eval mode) over `loader`."""
+    """Top-1 accuracy in [0, 1] of `model` (put in eval mode) over `loader`, on the model's device."""
     model.eval()
-    correct = total = 0
-    for x, y in loader:
-        correct += (model(x).argmax(1) == y).sum().item()
+    correct = torch.zeros((), dtype=torch.long, device=module_device(model))
+    total = 0
+    for batch in loader:
+        x, y = to_model_device(model, *batch)
+        correct += (model(x).argmax(1) == y).sum()
         total += len(y)
-    return correct / max(total, 1)
+    return correct.item() / max(total, 1)  # one device-to-host copy per evaluation, not one per batch
 
 
 Loss = Callable[[Tensor, Tensor], Tensor]  # (model outputs, targets) -> scalar loss
@@ -45,9 +48,11 @@ def smoothed_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], metric: Metric | None = None) -> float:
-    """`metric` (default top-1 accuracy) of `model` in eval mode over `batches`."""
+    """`metric` (default top-1 accuracy) of `model` in eval mode over `batches` (handed to it on the model's
+    device)."""
     model.eval()
-    return accuracy(model, batches) if metric is None else float(metric(model, batches))
+    return accuracy(model, batches) if metric is None else float(metric(model, DeviceBatches(batches,
+                                                                                          module_device(model))))
 
 
 def distillation_loss(logits: Tensor, teacher: nn.Module, x: Tensor, temperature: float) -> Tensor:
@@ -100,6 +105,9 @@ def train(
     the short fine-tunes that score finalists.
     """
     torch.manual_seed(seed)
+    device = module_device(model)
+    if teacher is not None:
+        teacher.to(device)
     generator = torch.Generator().manual_seed(seed)
     loader = data.loader("train", batch_size=batch_size, shuffle=True, seed=seed, limit=images)
     heldout = data.loader("heldout", batch_size=512)
@@ -113,32 +121,34 @@ def train(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    taken = 0  # training steps so far
-    for epoch in range(epochs if steps is None else math.ceil(steps / len(loader))):
-        model.train()
-        total_loss, batches = 0.0, 0
-        for x, y in loader:
-            if taken == total:
-                break
-            raise_if_pending()  # a stop signal whose exception was swallowed (autoprune.signals)
-            if on_step is not None:
-                on_step(taken)
-            taken += 1
-            if data.augment:
-                x = augment_batch(x, generator)
-            logits = model(x)
-            objective = (loss or smoothed_cross_entropy)(logits, y)
-            if teacher is not None:
-                objective = ((1 - distill_weight) * objective
-                             + distill_weight * distillation_loss(logits, teacher, x, temperature))
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            if bn_l1:
-                add_bn_l1_gradient(model, bn_l1)
-            optimizer.step()
-            scheduler.step()
-            total_loss += objective.item()
-            batches += 1
-        if on_epoch is not None:
-            on_epoch(epoch, total_loss / max(batches, 1), evaluate(model, heldout, metric))
+    with training_precision(device):
+        taken = 0  # training steps so far
+        for epoch in range(epochs if steps is None else math.ceil(steps / len(loader))):
+            model.train()
+            total_loss, batches = 0.0, 0
+            for x, y in loader:
+                if taken == total:
+                    break
+                raise_if_pending()  # a stop signal whose exception was swallowed (autoprune.signals)
+                if on_step is not None:
+                    on_step(taken)
+                taken += 1
+                x, y = to_model_device(model, x, y)
+                if data.augment:
+                    x = augment_batch(x, generator)
+                logits = model(x)
+                objective = (loss or smoothed_cross_entropy)(logits, y)
+                if teacher is not None:
+                    objective = ((1 - distill_weight) * objective
+                                 + distill_weight * distillation_loss(logits, teacher, x, temperature))
+                optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                if bn_l1:
+                    add_bn_l1_gradient(model, bn_l1)
+                optimizer.step()
+                scheduler.step()
+                total_loss += objective.detach()
+                batches += 1
+            if on_epoch is not None:
+                on_epoch(epoch, float(total_loss) / max(batches, 1), evaluate(model, heldout, metric))
     return model

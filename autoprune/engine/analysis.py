@@ -12,6 +12,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autoprune.device import to_model_device
 from autoprune.engine.criteria import get_criterion, score_group
 from autoprune.engine.data_criteria import DATA_CRITERIA, data_scores
 from autoprune.engine.slim import (
@@ -60,6 +61,12 @@ class Analysis:
         slim = build_slim(self.model, self.groups, self.drops(policy))
         slim.train(self.model.training)
         return slim
+
+    def to(self, device: torch.device | str) -> Analysis:
+        """Move the model and its example input to `device`, in place (the groups refer to the same modules)."""
+        self.model.to(device)
+        self.example_input = self.example_input.to(device)
+        return self
 
     def kept_channels(self, policy: Policy) -> list[int]:
         """Channels each group keeps under `policy`."""
@@ -120,7 +127,7 @@ def analyse(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> Analysis:
     """Channel groups of `model` traced on `example_input`; output layers and unhandled layers are skipped.
-    `batches` (x, y) feed the data criteria (apoz, mean_activation, taylor)."""
+    `batches` (x, y) feed the data criteria (apoz, mean_activation, taylor). Traced on the model's device."""
     if criterion in DATA_CRITERIA and batches is None:
         raise UserError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
     if criterion not in DATA_CRITERIA:
@@ -128,6 +135,7 @@ def analyse(
     if round_to < 1:
         raise UserError(f"round_to must be a positive integer, got {round_to}")
     _refuse_unsupported(model)
+    (example_input,) = to_model_device(model, example_input)
     was_training = model.training
     model.eval()  # trace without touching BatchNorm statistics
     try:

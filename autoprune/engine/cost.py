@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from autoprune.device import module_device, synchronize, to_model_device
+
 
 @dataclass
 class LayerCost:
@@ -55,7 +57,9 @@ def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:
 
 
 def count_cost(model: nn.Module, example_input: torch.Tensor) -> Cost:
-    """MACs per sample (conv + linear layers) and parameter count of `model` on `example_input`."""
+    """MACs per sample (conv + linear layers) and parameter count of `model` on `example_input` (moved to the
+    model's device)."""
+    (example_input,) = to_model_device(model, example_input)
     rows: list[LayerCost] = []
     hooks = []
 
@@ -96,7 +100,10 @@ def count_cost(model: nn.Module, example_input: torch.Tensor) -> Cost:
 
 
 def measure_latency(model: nn.Module, example_input: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall time in seconds of one forward pass of `example_input` on the current device."""
+    """Median wall time in seconds of one forward pass of `example_input` on the model's device (GPU work
+    waited for before each clock reading)."""
+    device = module_device(model)
+    example_input = example_input.to(device)
     was_training = model.training
     model.eval()
     times = []
@@ -104,8 +111,7 @@ def measure_latency(model: nn.Module, example_input: torch.Tensor, repeats: int 
         for i in range(warmup + repeats):
             start = time.perf_counter()
             model(example_input)
-            if example_input.is_cuda:
-                torch.cuda.synchronize()
+            synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     model.train(was_training)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoprune.device import to_model_device
 from autoprune.engine.slim import ChannelGroup
 
 DATA_CRITERIA = {
@@ -71,7 +72,8 @@ def data_scores(model: nn.Module, groups: Sequence[ChannelGroup], batches: Itera
     model.eval()
     batches_seen = 0
     try:
-        for x, y in batches:
+        for batch in batches:
+            x, y = to_model_device(model, *batch)
             with torch.set_grad_enabled(kind == "taylor"):
                 logits = model(x)
                 if kind == "taylor":
@@ -93,7 +95,7 @@ def data_scores(model: nn.Module, groups: Sequence[ChannelGroup], batches: Itera
     for group in groups:
         total, count = torch.zeros(group.channels), torch.zeros(group.channels)
         for edit in points[group.index]:
-            values = sums[edit.module_name] / batches_seen
+            values = (sums[edit.module_name] / batches_seen).cpu()
             roots, indices = torch.as_tensor(edit.roots), torch.as_tensor(edit.indices)
             total.index_add_(0, roots, values[indices].float())
             count.index_add_(0, roots, torch.ones(len(roots)))

@@ -10,11 +10,14 @@ autoprune.training, distilled from the dense model when `distill` is set) before
 after pruning mostly measures weight damage; a short fine-tune ranks candidates the way the shipped, fine-tuned
 model will (experiments/fidelity_study.py measures how well). The finalists are scored this way.
 
-Batches are materialised once at construction, so an evaluation spends its time in forward passes.
+Batches are materialised once at construction, and placed once on the evaluator's device (with the model), so an
+evaluation spends its time in forward passes. Scoring runs under `torch.inference_mode`, in fp32 unless `amp`
+asks for bf16 or fp16 autocast.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +28,7 @@ from torch import nn
 
 from autoprune.budget import Budget
 from autoprune.data import DataBundle
+from autoprune.device import check_amp, place_batches, resolve_device, scoring_precision
 from autoprune.engine import Analysis, count_cost, measure_latency
 from autoprune.engine.slim import Policy, policy_ratios
 from autoprune.errors import UserError
@@ -64,8 +68,13 @@ class Evaluator:
         screen_images: int = 0,
         distill: bool = False,
         loss: Loss | None = None,
+        device: str | torch.device = "auto",
+        amp: str = "off",
     ) -> None:
-        self.analysis = analysis
+        check_amp(amp)
+        self.device = resolve_device(device)
+        self.amp = amp
+        self.analysis = analysis.to(self.device)
         self.data = data  # the training split, for training-fidelity scores (train_steps)
         self.distill = distill
         self.loss = loss  # training's loss (None: smoothed cross-entropy), for train_steps and finetune_steps
@@ -75,15 +84,16 @@ class Evaluator:
         self.reward = reward
         self.finetune_steps = finetune_steps
         self.finetune_lr = finetune_lr
-        x = analysis.example_input
+        x = self.analysis.example_input
         self.example_input = x
         dense = count_cost(analysis.model, x)
         self.dense_macs, self.dense_params = dense.macs, dense.params
-        self.heldout = list(data.loader("heldout", batch_size=batch_size, limit=heldout_images))
+        self.heldout = place_batches(list(data.loader("heldout", batch_size=batch_size, limit=heldout_images)),
+                                     self.device)
         self.screen = self.heldout[: math.ceil(screen_images / batch_size)] if screen_images else []
         train_steps = max(recalibration_batches, finetune_steps)
         train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=seed)
-        self.train_batches = [b for _, b in zip(range(train_steps), train, strict=False)]
+        self.train_batches = place_batches([b for _, b in zip(range(train_steps), train, strict=False)], self.device)
         self.recalibration_batches = recalibration_batches
         self.measure_latency = budget.limit("latency") is not None
 
@@ -108,9 +118,9 @@ class Evaluator:
         latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
         screen_score = None
         if screen_threshold is not None and self.screen:
-            screen_score = _call_user(self.metric, "metric", slim, self.screen)
+            screen_score = self.score(slim, self.screen)
         complete = screen_score is None or screen_score >= screen_threshold
-        score = _call_user(self.metric, "metric", slim, self.heldout) if complete else screen_score
+        score = self.score(slim, self.heldout) if complete else screen_score
         flops_ratio, params_ratio = cost.macs / self.dense_macs, cost.params / self.dense_params
         result = Result(
             policy=[float(r) for r in ratios], policy_hash=policy_hash(ratios),
@@ -122,6 +132,36 @@ class Evaluator:
         result.reward = _call_user(self.reward, "reward", result)
         result.wall_time = time.perf_counter() - start
         return result
+
+    def score(self, slim: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """The metric of a built slim model on `batches`, without autograd, in the evaluator's precision."""
+        with torch.inference_mode(), scoring_precision(self.device, self.amp):
+            return _call_user(self.metric, "metric", slim, batches)
+
+    def to(self, device: str | torch.device) -> Evaluator:
+        """Move the model and every batch to `device`, in place: a Ray worker puts its copy on its own device."""
+        self.device = resolve_device(device)
+        self.analysis.to(self.device)
+        self.example_input = self.analysis.example_input
+        self.heldout = place_batches(self.heldout, self.device)
+        self.screen = self.heldout[: len(self.screen)]
+        self.train_batches = place_batches(self.train_batches, self.device)
+        return self
+
+    def portable(self) -> Evaluator:
+        """A copy on the CPU, to send to other processes (which may have another GPU, or none; `to` puts it on
+        theirs); this evaluator stays where it is."""
+        if self.device.type == "cpu":
+            return self
+        clone = copy.copy(self)
+        clone.analysis = copy.copy(self.analysis)
+        clone.analysis.model = copy.deepcopy(self.analysis.model).cpu()
+        clone.analysis.example_input = clone.example_input = self.example_input.cpu()
+        cpu = torch.device("cpu")
+        clone.device, clone.heldout, clone.train_batches = cpu, place_batches(self.heldout, cpu), place_batches(
+            self.train_batches, cpu)
+        clone.screen = clone.heldout[: len(self.screen)]
+        return clone
 
     def train(self, slim: nn.Module, steps: int) -> nn.Module:
         """Fine-tune a built slim model in place for `steps` SGD steps: the recipe of the final fine-tune

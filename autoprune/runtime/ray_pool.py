@@ -25,6 +25,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator, Result
 from autoprune.runtime.allocator import keep_freed_memory
+from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.runtime.local import Job
 from autoprune.signals import keeping_sigterm_handler
 
@@ -146,13 +147,17 @@ def check_reachable(address: str) -> None:
 
 @ray.remote(num_cpus=1)
 class EvaluatorActor:
-    """One worker: holds an evaluator, evaluates policies."""
+    """One worker: holds an evaluator on its device (the GPU Ray gave it, else the CPU), evaluates policies."""
 
-    def __init__(self, evaluator: Evaluator, threads: int) -> None:
+    def __init__(self, evaluator: Evaluator, threads: int, gpu: bool) -> None:
         torch.set_num_threads(threads)  # workers on one machine must not fight over its cores
         keep_freed_memory()  # else every activation buffer is mmapped and page-faulted anew (allocator.py)
-        # a private copy: tensors read zero-copy from Ray's shared-memory object store evaluated about 5 % slower
-        self.evaluator = copy.deepcopy(evaluator)
+        # a private copy: tensors read zero-copy from Ray's shared-memory object store evaluated about 5 % slower;
+        # Ray shows an actor only the GPUs it was given, so its GPU is cuda:0 (shared when it asked for a fraction)
+        self.evaluator = copy.deepcopy(evaluator).to("cuda:0" if gpu else "cpu")
+
+    def device(self) -> str:
+        return str(self.evaluator.device)
 
     def ready(self) -> bool:
         return True
@@ -166,15 +171,17 @@ class RayRuntime:
     started, listening on loopback only, with its dashboard only when asked."""
 
     def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1,
-                 dashboard: bool = False) -> None:
+                 dashboard: bool = False, gpus_per_worker: float = 0.0) -> None:
         if workers < 1:
             raise UserError(f"--workers must be at least 1, got {workers}")
+        check_gpus_per_worker(gpus_per_worker)
+        self.gpus_per_worker = gpus_per_worker
         self._start_timeout = worker_start_timeout()
         self._owns_ray = start_or_join_ray(address, workers, dashboard)
         self.workers = workers
         self.lost = 0  # evaluations re-run because their worker died
         self._threads = threads
-        self._evaluator_ref = ray.put(evaluator)
+        self._evaluator_ref = ray.put(evaluator.portable())  # on the CPU: each worker moves it to its device
         self._actors: list = []
         self._starting = {}  # ready() ref -> actor, for actors not yet known to be up
         for _ in range(workers):
@@ -182,7 +189,8 @@ class RayRuntime:
         self._await_started(min_ready=workers)
 
     def _start_actor(self) -> None:
-        actor = EvaluatorActor.remote(self._evaluator_ref, self._threads)
+        actor = EvaluatorActor.options(num_gpus=self.gpus_per_worker).remote(self._evaluator_ref, self._threads,
+                                                                             self.gpus_per_worker > 0)
         self._starting[actor.ready.remote()] = actor
 
     def _await_started(self, min_ready: int) -> None:
@@ -197,10 +205,13 @@ class RayRuntime:
             except RayActorError:
                 continue
         if len(ready) < min_ready:
-            cpus = ray.cluster_resources().get("CPU", 0)
+            resources = ray.cluster_resources()
+            needs = "1 CPU" + (f" and {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else "")
+            has = f"{resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs"
             self.close()
             raise UserError(f"only {len(ready)} of {min_ready} Ray workers started within {self._start_timeout:g} s "
-                            f"(the cluster has {cpus:g} CPUs, each worker needs 1); lower --workers or add nodes")
+                            f"(the cluster has {has}, each worker needs {needs}); lower --workers or "
+                            "--gpus-per-worker, or add nodes")
 
     def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
         running: dict = {}  # result ref -> (actor, job index)

@@ -57,6 +57,10 @@ def load_sweep(path: str | Path) -> SweepConfig:
     if misplaced:
         raise UserError(f"{path}: {', '.join(misplaced)} cannot be shared by every search; use the grid keys "
                         "models, budgets, agents, seeds (and weights: {model: checkpoint})")
+    placed = sorted({"device", "gpus_per_worker"} & shared.keys())
+    if placed:
+        raise UserError(f"{path}: {', '.join(placed)}: a sweep places its searches with the flags --device and "
+                        "--gpus-per-search; remove the key")
     config = validated(SweepConfig, {**grid, "search": shared}, str(path))
     for budget in config.budgets:
         Budget.parse(budget)

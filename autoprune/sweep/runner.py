@@ -1,4 +1,5 @@
-"""Runs a sweep's searches as Ray tasks, one CPU each, on a private local Ray instance or an existing cluster.
+"""Runs a sweep's searches as Ray tasks, one CPU each (and a share of a GPU when asked), on a private local Ray
+instance or an existing cluster.
 
 Each search has its own run directory and store, so a task that is re-run (Ray retries tasks whose worker or node
 died) or a sweep that is resumed continues the search from its store instead of repeating it.
@@ -16,6 +17,7 @@ from ray.exceptions import RayTaskError
 
 from autoprune.errors import UserError
 from autoprune.rundir import BEST_NAME, STORE_NAME, read_summary, run_lock
+from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.sweep.config import SweepConfig, SweepPoint, point_config, points
 from autoprune.sweep.report import SweepReport, collect_rows, write_report
 
@@ -44,12 +46,14 @@ def _state(config: SweepConfig, point: SweepPoint) -> str:
 
 def run_sweep(config: SweepConfig, workers: int | None = None, address: str | None = None, resume: bool = False,
               on_finished: Callable[[SweepPoint, int, int], None] | None = None,
-              dashboard: bool = False) -> SweepReport:
+              dashboard: bool = False, device: str = "auto", gpus_per_search: float = 0.0) -> SweepReport:
     """Run every unfinished search of the grid, then write the summary table (markdown, CSV) and Pareto plot.
 
     `workers` is how many searches run at once on a local Ray instance (default: this machine's cores), with its
-    dashboard on 127.0.0.1 when asked; `on_finished(point, done, total)` reports progress.
+    dashboard on 127.0.0.1 when asked; each search gets `gpus_per_search` of a GPU and runs on it (0: on the CPU);
+    `on_finished(point, done, total)` reports progress.
     """
+    search_device = sweep_device(device, gpus_per_search)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"sweep out {config.out!r} is a file; give a directory")
@@ -57,11 +61,27 @@ def run_sweep(config: SweepConfig, workers: int | None = None, address: str | No
         raise UserError(f"nothing to resume in {config.out!r}; drop --resume to start the sweep")
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):  # one process per sweep directory (each search also locks its own)
-        return _run_grid(config, out, workers, address, resume, on_finished, dashboard)
+        return _run_grid(config, out, workers, address, resume, on_finished, dashboard, search_device,
+                         gpus_per_search)
+
+
+def sweep_device(device: str, gpus_per_search: float) -> str:
+    """The device each search task uses: the GPU Ray gives it (cuda:0 inside the task) when it asks for a share
+    of one, else the CPU; a device that contradicts `gpus_per_search` is a one-line error."""
+    check_gpus_per_worker(gpus_per_search)
+    wanted = device.strip().lower()
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise UserError(f"a sweep's --device is auto, cpu or cuda (Ray picks each search's GPU), got {device!r}")
+    if wanted == "cuda" and not gpus_per_search:
+        raise UserError("--device cuda needs --gpus-per-search, e.g. 0.5 to run two searches on each GPU")
+    if wanted == "cpu" and gpus_per_search:
+        raise UserError("--gpus-per-search puts searches on GPUs: drop it or use --device auto")
+    return "cuda:0" if gpus_per_search else "cpu"
 
 
 def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str | None, resume: bool,
-              on_finished: Callable[[SweepPoint, int, int], None] | None, dashboard: bool) -> SweepReport:
+              on_finished: Callable[[SweepPoint, int, int], None] | None, dashboard: bool, device: str,
+              gpus_per_search: float) -> SweepReport:
     grid = points(config)
     states = {point: _state(config, point) for point in grid}
     if not resume and any(s != "new" for s in states.values()):
@@ -75,7 +95,8 @@ def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str 
         owns_ray = start_or_join_ray(address, workers or os.cpu_count() or 1, dashboard)
         pending: dict = {}  # task ref -> grid point
         try:
-            pending.update({_search_task.remote(point_config(config, p).model_dump()): p for p in todo})
+            task = _search_task.options(num_gpus=gpus_per_search)
+            pending.update({task.remote({**point_config(config, p).model_dump(), "device": device}): p for p in todo})
             while pending:
                 finished, _ = ray.wait(list(pending), num_returns=1)
                 for ref in finished:
