@@ -24,7 +24,7 @@ from torch import nn
 from autoprune.budget import Budget
 from autoprune.config import ExperimentConfig, SpaceConfig, load_agent_config, load_space, validated
 from autoprune.data import DataBundle, load_data
-from autoprune.device import DeviceBatches, resolve_device, to_model_device
+from autoprune.device import DeviceBatches, describe, resolve_device, to_model_device
 from autoprune.engine import Analysis, analyse, count_cost, measure_latency
 from autoprune.engine.data_criteria import DATA_CRITERIA
 from autoprune.errors import SearchInterrupted, UserError
@@ -330,6 +330,7 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
                  "latency_s": measure_latency(slim, x), "heldout_score": best.score,
                  "test_score": evaluator.metric(slim, test)},
         "settings": prepared.run_settings,
+        "device": describe(evaluator.device),  # where the scores and latencies were measured
         "interrupted": interrupted,  # best so far of a search stopped early: --resume finishes it
         "finalists": finals.to_dict() if finals is not None else None,
     }

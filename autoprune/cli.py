@@ -500,8 +500,9 @@ def _print_report(report) -> None:
         console.print(finals)
     dense, slim, tuned = summary["dense"], summary["slim"], summary.get("finetuned")
     title = f" ({tuned['epochs']} epochs; the delivered model)" if tuned is not None else ""
-    table = Table(title=f"dense vs slim, pruned and fine-tuned{title}")
-    for column in ("", "MACs", "params", "latency (ms)", "held-out score", "test score"):
+    table = Table(title=f"dense vs slim, pruned and fine-tuned{title}; computed on {summary['device']}")
+    for column in ("", "MACs", "params", f"latency (ms, {summary['device'].split()[0]})", "held-out score",
+                   "test score"):
         table.add_column(column)
     rows = [("dense", dense, dense), ("slim, pruned", slim, slim)]
     if tuned is not None:

@@ -67,6 +67,8 @@ def test_search_with_device_cpu_runs_and_records_no_device_in_the_resume_check(t
                               finalists=0, finetune_epochs=0, heldout_images=100, device="cpu", out=tmp_path / "run")
     assert next(report.model.parameters()).device == torch.device("cpu")
     assert "device" not in report.summary["settings"]  # a run may be resumed on another device
+    assert report.summary["device"] == "cpu"  # where its scores and latencies were measured, for the reader
+    assert "computed on cpu" in (tmp_path / "run" / "report.md").read_text()
     assert report.summary["settings"]["amp"] == "off"
 
 
@@ -149,3 +151,16 @@ def test_ray_workers_ask_ray_for_their_gpu_share(trained_digits_resnet, digits, 
     import ray
 
     assert not ray.is_initialized()  # the runtime shut down the instance it started
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="needs a machine without CUDA")
+def test_a_sweep_asking_for_gpus_the_cluster_lacks_stops_at_once_instead_of_waiting(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"models: [resnet20]\nbudgets: [0.5flops]\nagents: [random]\nseeds: [0]\n"
+                     f"out: {tmp_path / 'sweep'}\ndata: digits\nevals: 2\nfinalists: 0\nfinetune_epochs: 0\n")
+    done = run("sweep", str(sweep), "--workers", "1", "--gpus-per-search", "0.5", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr  # Ray may log a start-up warning first; ours is the one error line
+    assert done.stderr.strip().splitlines()[-1] == ("error: --gpus-per-search 0.5 asks for GPUs and the Ray cluster "
+                                                    "has 0; drop --gpus-per-search or add GPU nodes")
+    assert not (tmp_path / "sweep" / "resnet20-0.5flops-random-s0").exists()  # no search started

@@ -132,7 +132,8 @@ def _markdown(run_dir: Path, summary: dict[str, Any], results: list[Result]) -> 
     rows = [("dense", dense), ("slim", slim)]
     lines = [f"# autoprune run: {run_dir.name}", "",
              f"Budget **{summary['budget']}**, agent **{summary['agent']}**, seed {summary['seed']}, "
-             f"{len(results)} evaluations ({sum(r.feasible for r in results)} within budget).", "",
+             f"{len(results)} evaluations ({sum(r.feasible for r in results)} within budget)"
+             f"{', computed on ' + summary['device'] if summary.get('device') else ''}.", "",
              "| model | MACs | params | latency (ms) | held-out score | test score |", "|---|---|---|---|---|---|"]
     lines += [f"| {label} | {r['macs'] / 1e6:.2f} M | {r['params'] / 1e6:.3f} M | {r['latency_s'] * 1e3:.2f} | "
               f"{r['heldout_score']:.4f} | {r['test_score']:.4f} |" for label, r in rows]

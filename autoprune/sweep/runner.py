@@ -95,6 +95,10 @@ def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str 
         owns_ray = start_or_join_ray(address, workers or os.cpu_count() or 1, dashboard)
         pending: dict = {}  # task ref -> grid point
         try:
+            gpus = ray.cluster_resources().get("GPU", 0)
+            if gpus_per_search > gpus:  # else Ray would hold the searches back for ever
+                raise UserError(f"--gpus-per-search {gpus_per_search:g} asks for GPUs and the Ray cluster has "
+                                f"{gpus:g}; drop --gpus-per-search or add GPU nodes")
             task = _search_task.options(num_gpus=gpus_per_search)
             pending.update({task.remote({**point_config(config, p).model_dump(), "device": device}): p for p in todo})
             while pending:
