@@ -54,18 +54,25 @@ def module_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def move(tensor: Tensor, device: torch.device) -> Tensor:
+    """`tensor` on `device` (itself when it is there). Host-to-GPU copies go from pinned memory without blocking,
+    so they overlap; every other copy blocks, so the data is complete when it is read."""
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def place_batches(batches: Sequence[tuple[Tensor, Tensor]], device: torch.device) -> list[tuple[Tensor, Tensor]]:
-    """(x, y) batches on `device`, copied once; from pinned memory when they go to a GPU, so the copies overlap."""
-    if device.type == "cpu":
-        return [(x.to(device), y.to(device)) for x, y in batches]
-    return [(x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True))
-            for x, y in batches]
+    """(x, y) batches on `device`, copied once."""
+    return [(move(x, device), move(y, device)) for x, y in batches]
 
 
 def to_model_device(model: nn.Module, *tensors: Tensor) -> tuple[Tensor, ...]:
     """`tensors` on `model`'s device (the tensors themselves when they are there already)."""
     device = module_device(model)
-    return tuple(t.to(device, non_blocking=True) for t in tensors)
+    return tuple(move(t, device) for t in tensors)
 
 
 class DeviceBatches:
@@ -77,7 +84,7 @@ class DeviceBatches:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for x, y in self.batches:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield move(x, self.device), move(y, self.device)
 
 
 def synchronize(device: torch.device) -> None:
