@@ -45,6 +45,10 @@ def test_keep_ratio_rounds_to_multiple_and_never_reaches_zero() -> None:
     assert all(k % 8 == 0 and k >= 8 for k in kept)
     tiny = analyse(model, x).apply([0.001] * 12)
     assert all(m.out_channels >= 1 for m in tiny.modules() if isinstance(m, nn.Conv2d))
+    for group, keep in zip(analysis.groups, [0.3] * len(analysis.groups), strict=True):  # one step more
+        grown = group.next_keep(keep, 8)
+        assert grown is not None and group.kept_channels(grown, 8) == group.kept_channels(keep, 8) + 8
+        assert group.next_keep(1.0, 8) is None
 
 
 def test_policy_by_group_name_and_bad_policies() -> None:

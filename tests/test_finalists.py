@@ -20,7 +20,7 @@ import autoprune
 from autoprune.evaluation import policy_hash
 from autoprune.searchers import TrialStore, make_searcher, run_search
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
-from autoprune.searchers.threshold import _least_keep
+from autoprune.searchers.threshold import _drop_at, _least_keep
 from tests.processes import wait_for
 
 
@@ -81,6 +81,11 @@ def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_th
     assert outcome.evaluations == probes + 1 and searcher.done
     assert outcome.best.policy == pytest.approx(searcher.final) and outcome.best.feasible
     assert space.costs.fraction(outcome.best.policy) > 0.39  # the threshold is bisected onto the budget
+    groups, round_to = space.analysis.groups, space.analysis.round_to
+    for index, keep in enumerate(outcome.best.policy):  # and what rounding left over is spent
+        grown = groups[index].next_keep(keep, round_to)
+        if grown is not None and grown <= space.upper[index]:
+            assert not space.feasible([*outcome.best.policy[:index], grown, *outcome.best.policy[index + 1:]])
     drops = searcher.drops()
     assert all(all(a[1] <= b[1] for a, b in zip(curve, curve[1:], strict=False)) for curve in drops)  # monotone
     # one shared threshold: no group is pruned past what the largest drop among the chosen keeps allows it
@@ -114,11 +119,6 @@ def test_a_searcher_given_a_start_policy_proposes_it_first(setup, agent) -> None
     assert first == pytest.approx(start, abs=1e-6) and space.feasible(first)
     unstarted = make_searcher(agent, space, seed=3).ask(4)[0]
     assert unstarted != pytest.approx(first)
-
-
-def _drop_at(curve, keep):
-    keeps, drops = zip(*curve, strict=True)
-    return float(np.interp(keep, keeps[::-1], drops[::-1]))
 
 
 def test_evaluator_scores_a_policy_after_training_steps(setup) -> None:

@@ -44,12 +44,23 @@ class ChannelGroup:
     edits: list[LayerEdit] = field(repr=False, default_factory=list)
     importance: torch.Tensor = field(repr=False, default_factory=lambda: torch.empty(0))
 
+    def _step(self, round_to: int) -> int:
+        """Channels per conv group that keeping more or less moves by."""
+        return max(1, round_to // self.channel_groups) if self.channel_groups > 1 else max(1, round_to)
+
     def kept_channels(self, keep_ratio: float, round_to: int = 1) -> int:
         """Channels kept at `keep_ratio`: rounded to a multiple of `round_to`, never zero, never above all."""
-        per_group = self.channels // self.channel_groups
-        step = max(1, round_to // self.channel_groups) if self.channel_groups > 1 else max(1, round_to)
+        per_group, step = self.channels // self.channel_groups, self._step(round_to)
         kept = int(round(keep_ratio * per_group / step)) * step
         return min(per_group, max(min(step, per_group), kept)) * self.channel_groups
+
+    def next_keep(self, keep_ratio: float, round_to: int = 1) -> float | None:
+        """The keep ratio of one more step of channels than `keep_ratio` keeps; None when it keeps all."""
+        per_group = self.channels // self.channel_groups
+        kept = self.kept_channels(keep_ratio, round_to) // self.channel_groups
+        if kept >= per_group:
+            return None
+        return min(per_group, kept + self._step(round_to)) / per_group
 
     def channels_to_drop(self, keep_ratio: float, round_to: int = 1) -> np.ndarray:
         """Root channel indices dropped at `keep_ratio`, the least important first."""
