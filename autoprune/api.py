@@ -287,12 +287,13 @@ def _best_of(results: Iterable[Result]) -> Result | None:
 
 def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore, baselines: dict[str, Result],
                 on_finalist: FinalistCallback | None) -> FinalsOutcome:
-    """The search's top distinct policies and the baselines' policies through successive halving over short
-    fine-tunes (autoprune.searchers.finalists)."""
+    """The search's top distinct architectures and the baselines' policies through successive halving over short
+    fine-tunes, the sensitivity allocation as the incumbent (autoprune.searchers.finalists)."""
     config = prepared.config
-    finalists = choose_finalists(store.results(), config.finalists, baselines)
+    finalists = choose_finalists(store.results(), config.finalists, baselines,
+                                 architecture=lambda policy: tuple(prepared.analysis.kept_channels(policy)))
     return run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
-                         config.finalist_eta, on_finalist)
+                         config.finalist_eta, on_finalist, incumbent="sensitivity", margin=config.finalist_margin)
 
 
 def rung_steps(epochs: list[float], data: DataBundle, batch_size: int = 128) -> list[int]:

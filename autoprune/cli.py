@@ -498,6 +498,7 @@ def _print_report(report) -> None:
                            *(f"{finalist.rung_scores[s]:.4f}" if s in finalist.rung_scores else "-"
                              for s in report.finals.rungs))
         console.print(finals)
+        console.print(f"winner: {report.finals.winner.origin} policy, {report.finals.decision}")
     dense, slim, tuned = summary["dense"], summary["slim"], summary.get("finetuned")
     title = f" ({tuned['epochs']} epochs; the delivered model)" if tuned is not None else ""
     table = Table(title=f"dense vs slim, pruned and fine-tuned{title}; computed on {summary['device']}")

@@ -56,6 +56,9 @@ class ExperimentConfig(BaseModel):
     # MobileNetV2 / 0.10 flops, experiments/results/compare_pipeline.md)
     finalist_sensitivity: list[float] = Field(default_factory=lambda: [0.8, 0.6, 0.4, 0.2])
     finalist_distill: bool = False  # rung fine-tunes distil from the dense model
+    # the sensitivity allocation runs every rung and ships unless a finalist leads it at the last rung by more
+    # than this held-out score (0.005: half a point of accuracy, about the rungs' noise in compare_pipeline.md)
+    finalist_margin: float = Field(0.005, ge=0)
     finetune_epochs: int = Field(2, ge=0)  # after the search: fine-tune the winner this many epochs (0: off)
     finetune_lr: float = Field(0.01, gt=0)
     distill: bool = False  # fine-tune with knowledge distillation from the dense model

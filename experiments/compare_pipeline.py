@@ -6,7 +6,8 @@ Settings: ResNet-20, the MobileNetV2-style net and VGG-11 on Fashion-MNIST at 0.
 - `sensitivity`: the sensitivity-threshold searcher (FastNAS/AIMET allocation);
 - `pipeline`: autoprune's default run up to the final fine-tune, which is done here like every other method's:
   the baselines scored (the four above), an anneal search started from the best of them, then the finalists
-  (the search's best four and the baselines) through the rungs;
+  (the search's best three distinct architectures and the baselines) through the rungs, the sensitivity
+  allocation shipping unless a finalist leads it at the last rung by more than the margin;
 - `searcher`: our best searcher alone (`--searcher`, TPE by default: it led compare_searchers.md), the policy it
   scores best right after pruning, no finalists.
 

@@ -3,6 +3,7 @@ re-ranked by short fine-tunes (successive halving, stored, resumable), and the f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,8 +19,10 @@ import torch
 
 import autoprune
 from autoprune.evaluation import policy_hash
+from autoprune.runtime.local import InProcessRuntime
 from autoprune.searchers import TrialStore, make_searcher, run_search
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
+from autoprune.searchers.finalists import Finalist, choose_finalists, run_finalists
 from autoprune.searchers.threshold import _drop_at, _least_keep
 from tests.processes import wait_for
 
@@ -121,6 +124,52 @@ def test_a_searcher_given_a_start_policy_proposes_it_first(setup, agent) -> None
     assert unstarted != pytest.approx(first)
 
 
+def _stored_rungs(store: TrialStore, finalist: Finalist, scores: dict[int, float]) -> None:
+    """Rung results as a finished run left them in its store: a resumed run reads them back."""
+    for steps, score in scores.items():
+        store.add_trained(dataclasses.replace(finalist.result, train_steps=steps, score=score), finalist.origin)
+
+
+@pytest.mark.parametrize(("lead", "ships"), [(0.003, "sensitivity"), (0.02, "search")])
+def test_the_sensitivity_allocation_ships_unless_a_finalist_leads_it_by_more_than_the_margin(setup, tmp_path, lead,
+                                                                                             ships) -> None:
+    space, evaluator = setup
+    policies = [space.uniform(0.7), space.uniform(0.8), space.uniform(0.9), space.uniform(1.0)]
+    results = [evaluator(p) for p in policies]
+    finalists = [Finalist("search", results[0]), Finalist("search", results[1]), Finalist("uniform", results[2]),
+                 Finalist("sensitivity", results[3])]
+    store = TrialStore(tmp_path / "s.sqlite")
+    # rung one ranks the sensitivity allocation last: it runs the last rung all the same
+    for finalist, first, last in zip(finalists, [0.80, 0.79, 0.78, 0.70], [0.90 + lead, 0.85, 0.84, 0.90],
+                                     strict=True):
+        _stored_rungs(store, finalist, {5: first, 20: last})
+    outcome = run_finalists(finalists, InProcessRuntime(evaluator), store, [5, 20], eta=2,
+                            incumbent="sensitivity", margin=0.005)
+    assert outcome.trained == 0  # everything was read back
+    assert [20 in f.rung_scores for f in finalists] == [True, True, False, True]
+    assert outcome.winner.origin == ships
+    assert ("within the margin" in outcome.decision) == (ships == "sensitivity")
+    plain = run_finalists(finalists, InProcessRuntime(evaluator), store, [5, 20], eta=2)
+    assert plain.winner is finalists[0]  # without an incumbent the last rung's best ships
+
+
+def test_finalists_are_distinct_architectures_and_a_baselines_twin_from_the_search_is_not_a_second_finalist(
+        setup) -> None:
+    space, evaluator = setup
+    base = space.project(space.uniform(0.6))
+    groups = space.analysis.groups  # a different policy that keeps the same channels:
+    twin = [kept / g.channels for kept, g in zip(space.analysis.kept_channels(base), groups, strict=True)]
+    assert policy_hash(twin) != policy_hash(base)
+    assert space.analysis.kept_channels(twin) == space.analysis.kept_channels(base)
+    rng = np.random.default_rng(0)
+    others = [space.project(rng.uniform(0.2, 1.0, space.size).tolist()) for _ in range(2)]
+    results = [evaluator(p) for p in [twin, *others, others[0]]]
+    shape = lambda policy: tuple(space.analysis.kept_channels(policy))  # noqa: E731
+    finalists = choose_finalists(results, 3, {"sensitivity": evaluator(base)}, architecture=shape)
+    assert [f.origin for f in finalists] == ["search", "search", "sensitivity"]
+    assert len({shape(f.result.policy) for f in finalists}) == 3
+
+
 def test_evaluator_scores_a_policy_after_training_steps(setup) -> None:
     space, evaluator = setup
     policy = space.project(space.uniform(1.0))
@@ -152,9 +201,13 @@ def test_finalists_halve_by_short_fine_tunes_and_the_run_ships_the_fine_tuned_wi
     assert first_searched == start.policy_hash
     rung = {steps: {h: s for h, n, _, s in rows if n == steps} for steps in finals.rungs}
     assert len(rung[first]) == len(finals.finalists)
+    shapes = {tuple(f.result.kept_channels) for f in finals.finalists}
+    assert len(shapes) == len(finals.finalists)  # distinct architectures
     survivors = sorted(rung[first], key=lambda h: -rung[first][h])[:math.ceil(len(finals.finalists) / 2)]
-    assert set(rung[last]) == set(survivors)  # the best half of rung one, and only they, trained longer
-    winner = max(rung[last], key=rung[last].get)
+    incumbent = named["sensitivity"].policy_hash
+    assert set(rung[last]) == {*survivors, incumbent}  # the best half of rung one and the incumbent trained longer
+    leader = max(rung[last], key=rung[last].get)
+    winner = leader if rung[last][leader] > rung[last][incumbent] + 0.005 else incumbent
     assert report.best.policy_hash == winner == finals.winner.result.policy_hash
     best = json.loads((out / "best.json").read_text())
     assert best["finalists"]["winner"]["policy_hash"] == winner

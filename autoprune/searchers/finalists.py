@@ -9,6 +9,12 @@ compressed) and keeps the best 1/eta by held-out score; the last rung's best is 
 selects: the final fine-tune starts from the winner's pruned weights, so the win belongs to the policy, not to
 extra training. experiments/fidelity_study.py measured which fidelity predicts the fine-tuned accuracy.
 
+Finalists are distinct architectures: policies that keep the same channel counts build the same slim model, so
+only the first of them competes. One finalist may be the incumbent (the sensitivity allocation, the best simple
+allocation in experiments/results/compare_pipeline.md): it runs every rung, and another finalist replaces it only
+by leading it at the last rung by more than `margin`. Short rungs score a policy to within about half a point, so
+a smaller lead is noise, and the search has to earn every point above the simple allocation.
+
 Rungs run on the search's runtime (in process or Ray workers); each result is stored with its fidelity the moment
 it finishes (TrialStore.add_trained), and a resumed run reads finished rungs back instead of training again.
 """
@@ -16,7 +22,7 @@ it finishes (TrialStore.add_trained), and a resumed run reads finished rungs bac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from autoprune.evaluation import Result, policy_hash
@@ -40,36 +46,46 @@ class Finalist:
 
 @dataclass
 class FinalsOutcome:
-    """The winner and every finalist's rung scores, in rung order."""
+    """The winner and every finalist's rung scores, in rung order; `decision` says why the winner won."""
 
     winner: Finalist
     finalists: list[Finalist]
     rungs: list[int]
     trained: int  # rung evaluations run in this process (the rest were read back from the store)
+    decision: str = "the last rung's best"
 
     def to_dict(self) -> dict:
-        return {"rungs": self.rungs, "winner": self.winner.to_dict(),
+        return {"rungs": self.rungs, "winner": self.winner.to_dict(), "decision": self.decision,
                 "finalists": [f.to_dict() for f in self.finalists]}
 
 
-def choose_finalists(results: Sequence[Result], count: int, baselines: dict[str, Result]) -> list[Finalist]:
-    """The `count` best distinct feasible, fully scored results by reward other than the baselines' policies
-    (which the store may hold too), then each feasible baseline."""
-    named = {r.policy_hash: Finalist(name, r) for name, r in reversed(baselines.items()) if r.feasible}
-    ranked = sorted((r for r in results if r.feasible and r.complete and r.policy_hash not in named),
-                    key=lambda r: -r.reward)
-    chosen: dict[str, Finalist] = {}
+def choose_finalists(results: Sequence[Result], count: int, baselines: dict[str, Result],
+                     architecture: Callable[[Sequence[float]], Hashable] | None = None) -> list[Finalist]:
+    """The `count` best feasible, fully scored results by reward, then each feasible baseline; distinct by
+    `architecture(policy)` (default: the policy itself), a baseline's name winning over the search's copy."""
+    key = architecture or (lambda policy: tuple(policy))
+    named: dict[Hashable, Finalist] = {}
+    for name, result in baselines.items():
+        if result.feasible:
+            named.setdefault(key(result.policy), Finalist(name, result))
+    ranked = sorted((r for r in results if r.feasible and r.complete), key=lambda r: -r.reward)
+    chosen: dict[Hashable, Finalist] = {}
     for result in ranked:
         if len(chosen) == count:
             break
-        chosen.setdefault(result.policy_hash, Finalist("search", result))
-    return [*chosen.values(), *reversed(named.values())]
+        shape = key(result.policy)
+        if shape not in named:
+            chosen.setdefault(shape, Finalist("search", result))
+    return [*chosen.values(), *named.values()]
 
 
 def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore, rungs: Sequence[int],
-                  eta: float, on_result: Callable[[Finalist, Result, bool], None] | None = None) -> FinalsOutcome:
+                  eta: float, on_result: Callable[[Finalist, Result, bool], None] | None = None,
+                  incumbent: str | None = None, margin: float = 0.0) -> FinalsOutcome:
     """Successive halving over `rungs` (training steps, increasing); `on_result(finalist, result, from_store)`
-    after each rung evaluation."""
+    after each rung evaluation. The finalist named `incumbent`, if any, runs every rung and ships unless another
+    leads it at the last rung by more than `margin` (held-out score)."""
+    holder = next((f for f in finalists if f.origin == incumbent), None)
     survivors, trained = list(finalists), 0
     for rung, steps in enumerate(rungs):
         todo = []
@@ -91,8 +107,17 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
                 on_result(todo[index], result, False)
         survivors.sort(key=lambda f: -f.rung_scores[steps])  # stable: ties keep the search's order
         if rung < len(rungs) - 1:
-            survivors = survivors[:max(1, math.ceil(len(survivors) / eta))]
-    return FinalsOutcome(survivors[0], finalists, list(rungs), trained)
+            kept = survivors[:max(1, math.ceil(len(survivors) / eta))]
+            survivors = kept if holder is None or holder in kept else [*kept, holder]
+    leader, last = survivors[0], rungs[-1]
+    if holder is None or leader is holder:
+        return FinalsOutcome(leader, finalists, list(rungs), trained)
+    lead = leader.rung_scores[last] - holder.rung_scores[last]
+    if lead > margin:
+        return FinalsOutcome(leader, finalists, list(rungs), trained,
+                             f"led the {holder.origin} allocation by {lead:.4f}, more than the margin {margin:g}")
+    return FinalsOutcome(holder, finalists, list(rungs), trained,
+                         f"the {holder.origin} allocation: the best led it by {lead:.4f}, within the margin {margin:g}")
 
 
 def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore,
