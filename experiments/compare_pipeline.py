@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +68,19 @@ def save(results: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1))
     os.replace(tmp, path)
+
+
+def code_version() -> str:
+    """The commit the package was at (with `+changes` when the tree differs), so each cell says what made it."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "autoprune"], cwd=here, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
 
 
 class Setting:
@@ -142,7 +156,7 @@ def run(args: argparse.Namespace, results: dict, json_path: Path) -> None:
                         results["finetunes"][tuned_key] = tuned
                     results["cells"][key] = {"policy": policy, "policy_hash": policy_hash(policy),
                                              "search_s": search_s, "finals": finals, **tuned,
-                                             "total_s": search_s + tuned["finetune_s"]}
+                                             "total_s": search_s + tuned["finetune_s"], "commit": code_version()}
                     save(results, json_path)
                     print(f"{key}: test {tuned['test_before']:.4f} -> {tuned['test_after']:.4f} "
                           f"({search_s:.0f} s + {tuned['finetune_s']:.0f} s)", flush=True)
