@@ -196,8 +196,54 @@ def table(results: dict) -> tuple[list[str], dict]:
                       - np.mean([r["test_after"] for r in methods[best]])) * 100
             margins[f"{model}|{budget}"] = {"best_non_search": best, "margin_points": float(margin)}
             lines.append(f"\nPipeline minus the best non-search method ({best}): {margin:+.2f} points.")
-        lines.append("")
+            lines.append(f"Shipped: {_shipped(methods['pipeline'])}.")
+        commits = sorted({r.get("commit", "before bbd95e0") for runs in methods.values() for r in runs})
+        lines += [f"Computed at: {', '.join(commits)}.", ""]
     return lines, margins
+
+
+def _shipped(runs: list[dict]) -> str:
+    """What the pipeline's finalists shipped in each run, and why."""
+    parts = []
+    for run in runs:
+        finals = run.get("finals") or {}
+        winner = finals.get("winner", {})
+        decision = finals.get("decision", "the last rung's best")
+        parts.append(f"{winner.get('origin', '?')} ({decision})")
+    return "; ".join(parts)
+
+
+def superseded_table(results: dict) -> list[str]:
+    """The sensitivity and pipeline rows an earlier version computed, beside the current ones."""
+    old = results.get("superseded", {})
+    if not old:
+        return []
+    rows = ["## Superseded rows", "",
+            "Sensitivity and pipeline rows computed before the sensitivity allocation spent the budget that "
+            "channel rounding left and before the incumbent rule (the pipeline ships the sensitivity allocation "
+            "unless a finalist leads it at the last rung by more than the margin): mean test accuracy after the "
+            "fine-tune, %, and the pipeline's margin over the best non-search method then and now.", "",
+            "| setting | sensitivity then | pipeline then | margin then | sensitivity now | pipeline now "
+            "| margin now |",
+            "|---|---|---|---|---|---|---|"]
+
+    def mean(cells: dict, prefix: str) -> float | None:
+        values = [c["test_after"] * 100 for k, c in cells.items() if k.startswith(prefix)]
+        return float(np.mean(values)) if values else None
+
+    def text(value: float | None, signed: bool = False) -> str:
+        return "-" if value is None else (f"{value:+.2f}" if signed else f"{value:.2f}")
+
+    for setting in dict.fromkeys("|".join(k.split("|")[:2]) for k in old):
+        best = max((mean(results["cells"], f"{setting}|{m}|") or 0.0 for m in NON_SEARCH if m != "sensitivity"),
+                   default=0.0)
+        then = [mean(old, f"{setting}|{m}|") for m in ("sensitivity", "pipeline")]
+        now = [mean(results["cells"], f"{setting}|{m}|") for m in ("sensitivity", "pipeline")]
+
+        margins = [None if sens is None or pipe is None else pipe - max(best, sens) for sens, pipe in (then, now)]
+        rows.append(f"| {setting.replace('|', ' / ')} | {text(then[0])} | {text(then[1])} | "
+                    f"{text(margins[0], True)} | {text(now[0])} | {text(now[1])} | {text(margins[1], True)} |")
+    return [*rows, ""]
 
 
 def write_report(results: dict, md_path: Path, png_path: Path, epochs: int) -> None:
@@ -214,7 +260,7 @@ def write_report(results: dict, md_path: Path, png_path: Path, epochs: int) -> N
               f"Settings with a pipeline result: {len(margins)} of 6; mean margin over the best non-search method: "
               f"{mean_margin:+.2f} points (target: at least +1.0 on average, never below -0.2).", ""]
     notes = ["## Notes", "", *results.get("notes", []), ""] if results.get("notes") else []
-    md_path.write_text("\n".join(header + rows + notes) + "\n")
+    md_path.write_text("\n".join(header + rows + superseded_table(results) + notes) + "\n")
     _plot(results, png_path)
 
 
