@@ -3,7 +3,8 @@
 Settings: ResNet-20, the MobileNetV2-style net and VGG-11 on Fashion-MNIST at 0.25 and 0.10 flops. Methods:
 - `uniform`, `tp_global`, `tp_isomorphic`: the one-shot allocations (autoprune.searchers.baselines: one keep
   ratio; Torch-Pruning's global L1 ranking; its isomorphic ranking), each bisected onto the budget;
-- `sensitivity`: the sensitivity-threshold searcher (FastNAS/AIMET allocation);
+- `sensitivity`: the sensitivity-threshold searcher (FastNAS/AIMET allocation), its probes recalibrated on the
+  seed's batches as in a pipeline run with that seed, so the two rows agree wherever the pipeline ships it;
 - `pipeline`: autoprune's default run up to the final fine-tune, which is done here like every other method's:
   the baselines scored (the four above), an anneal search started from the best of them, then the finalists
   (the search's best three distinct architectures and the baselines) through the rungs, the sensitivity
@@ -95,7 +96,7 @@ class Setting:
         self.space = SearchSpace(self.analysis, Budget.parse(budget))
         self.evaluator = Evaluator(self.analysis, self.data, Budget.parse(budget), seed=0)
         self._baselines: tuple[dict, float] | None = None
-        self._sensitivity: tuple[list[float], float] | None = None
+        self._sensitivity: dict[int, tuple[list[float], float]] = {}
 
     def baselines(self) -> tuple[dict[str, list[float]], float]:
         if self._baselines is None:
@@ -103,16 +104,18 @@ class Setting:
             self._baselines = (baseline_policies(self.space), time.perf_counter() - start)
         return self._baselines
 
-    def sensitivity(self) -> tuple[list[float], float]:
-        """The sensitivity-threshold allocation and the seconds it took: its probes do not depend on the seed."""
-        if self._sensitivity is None:
+    def sensitivity(self, seed: int) -> tuple[list[float], float]:
+        """The sensitivity-threshold allocation and the seconds it took. Its probes recalibrate BatchNorm on the
+        seed's training batches, as the pipeline's own probes do in a run with that seed."""
+        if seed not in self._sensitivity:
             start = time.perf_counter()
-            agent = make_searcher("sensitivity", self.space)
+            evaluator = self.evaluator if seed == 0 else Evaluator(self.analysis, self.data, Budget.parse(self.budget),
+                                                                   seed=seed)
+            agent = make_searcher("sensitivity", self.space, seed)
             with tempfile.TemporaryDirectory() as scratch:
-                outcome = run_search(agent, self.evaluator, TrialStore(Path(scratch) / "s.sqlite"),
-                                     agent.required_evals)
-            self._sensitivity = (outcome.best.policy, time.perf_counter() - start)
-        return self._sensitivity
+                outcome = run_search(agent, evaluator, TrialStore(Path(scratch) / "s.sqlite"), agent.required_evals)
+            self._sensitivity[seed] = (outcome.best.policy, time.perf_counter() - start)
+        return self._sensitivity[seed]
 
 
 def method_policy(setting: Setting, method: str, seed: int, searcher: str,
@@ -123,7 +126,7 @@ def method_policy(setting: Setting, method: str, seed: int, searcher: str,
         policies, seconds = setting.baselines()
         return policies[BASELINE_NAMES[method]], seconds, None
     if method == "sensitivity":
-        return (*setting.sensitivity(), None)
+        return (*setting.sensitivity(seed), None)
     start = time.perf_counter()
     if method == "pipeline":  # the default run's settings, up to its final fine-tune
         report = autoprune.search(setting.net, data=setting.data, budget=setting.budget, seed=seed,
