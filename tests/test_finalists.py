@@ -207,7 +207,7 @@ def test_finalists_halve_by_short_fine_tunes_and_the_run_ships_the_fine_tuned_wi
     incumbent = named["sensitivity"].policy_hash
     assert set(rung[last]) == {*survivors, incumbent}  # the best half of rung one and the incumbent trained longer
     leader = max(rung[last], key=rung[last].get)
-    winner = leader if rung[last][leader] > rung[last][incumbent] + 0.005 else incumbent
+    winner = leader if rung[last][leader] - rung[last][incumbent] > 0.005 else incumbent  # as the rule computes it
     assert report.best.policy_hash == winner == finals.winner.result.policy_hash
     best = json.loads((out / "best.json").read_text())
     assert best["finalists"]["winner"]["policy_hash"] == winner
