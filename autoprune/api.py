@@ -290,8 +290,7 @@ def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore, baselines:
     """The search's top distinct architectures and the baselines' policies through successive halving over short
     fine-tunes, the sensitivity allocation as the incumbent (autoprune.searchers.finalists)."""
     config = prepared.config
-    finalists = choose_finalists(store.results(), config.finalists, baselines,
-                                 architecture=lambda policy: tuple(prepared.analysis.kept_channels(policy)))
+    finalists = choose_finalists(store.results(), config.finalists, baselines)
     return run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
                          config.finalist_eta, on_finalist, incumbent="sensitivity", margin=config.finalist_margin)
 

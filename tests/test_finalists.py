@@ -165,7 +165,7 @@ def test_finalists_are_distinct_architectures_and_a_baselines_twin_from_the_sear
     others = [space.project(rng.uniform(0.2, 1.0, space.size).tolist()) for _ in range(2)]
     results = [evaluator(p) for p in [twin, *others, others[0]]]
     shape = lambda policy: tuple(space.analysis.kept_channels(policy))  # noqa: E731
-    finalists = choose_finalists(results, 3, {"sensitivity": evaluator(base)}, architecture=shape)
+    finalists = choose_finalists(results, 3, {"sensitivity": evaluator(base)})
     assert [f.origin for f in finalists] == ["search", "search", "sensitivity"]
     assert len({shape(f.result.policy) for f in finalists}) == 3
 

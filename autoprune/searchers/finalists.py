@@ -22,7 +22,7 @@ it finishes (TrialStore.add_trained), and a resumed run reads finished rungs bac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from autoprune.evaluation import Result, policy_hash
@@ -59,21 +59,20 @@ class FinalsOutcome:
                 "finalists": [f.to_dict() for f in self.finalists]}
 
 
-def choose_finalists(results: Sequence[Result], count: int, baselines: dict[str, Result],
-                     architecture: Callable[[Sequence[float]], Hashable] | None = None) -> list[Finalist]:
-    """The `count` best feasible, fully scored results by reward, then each feasible baseline; distinct by
-    `architecture(policy)` (default: the policy itself), a baseline's name winning over the search's copy."""
-    key = architecture or (lambda policy: tuple(policy))
-    named: dict[Hashable, Finalist] = {}
+def choose_finalists(results: Sequence[Result], count: int, baselines: dict[str, Result]) -> list[Finalist]:
+    """The `count` best feasible, fully scored results by reward, then each feasible baseline; distinct by the
+    channels they keep (the same counts build the same slim model), a baseline's name winning over the search's
+    copy."""
+    named: dict[tuple[int, ...], Finalist] = {}
     for name, result in baselines.items():
         if result.feasible:
-            named.setdefault(key(result.policy), Finalist(name, result))
+            named.setdefault(tuple(result.kept_channels), Finalist(name, result))
     ranked = sorted((r for r in results if r.feasible and r.complete), key=lambda r: -r.reward)
-    chosen: dict[Hashable, Finalist] = {}
+    chosen: dict[tuple[int, ...], Finalist] = {}
     for result in ranked:
         if len(chosen) == count:
             break
-        shape = key(result.policy)
+        shape = tuple(result.kept_channels)
         if shape not in named:
             chosen.setdefault(shape, Finalist("search", result))
     return [*chosen.values(), *named.values()]
