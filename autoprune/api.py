@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -25,24 +23,37 @@ from autoprune.budget import Budget
 from autoprune.config import ExperimentConfig, SpaceConfig, load_agent_config, load_space, validated
 from autoprune.data import DataBundle, load_data
 from autoprune.device import DeviceBatches, describe, resolve_device, to_model_device
-from autoprune.engine import Analysis, analyse, count_cost, measure_latency
+from autoprune.engine import Analysis, Cost, analyse, count_cost, measure_latency
 from autoprune.engine.data_criteria import DATA_CRITERIA
-from autoprune.errors import SearchInterrupted, UserError
+from autoprune.errors import InfeasibleBudgetError, InputError, RunDirectoryError, SearchInterrupted, UserFunctionError
 from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
 from autoprune.evaluation.evaluator import Metric, Reward
 from autoprune.exporting import export_model
 from autoprune.finetuning import FinetuneOutcome, finetune, save_finetuned
 from autoprune.models import example_input, load_model
 from autoprune.models.slim_checkpoint import save_slim
+from autoprune.problem import SearchSpace
 from autoprune.reports import write_run_report
-from autoprune.rundir import BEST_NAME, LOCK_NAME, PROGRAM_NAME, SLIM_NAME, STORE_NAME, run_lock
+from autoprune.rundir import (
+    LOCK_NAME,
+    OPTUNA_NAME,
+    PROGRAM_NAME,
+    SLIM_NAME,
+    STORE_NAME,
+    ChannelCounts,
+    FinetunedScores,
+    ModelScores,
+    RunSummary,
+    run_lock,
+    write_summary,
+)
 from autoprune.runtime import make_runtime
 from autoprune.runtime.checks import check_gpus_per_worker
-from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.searchers import TrialStore, make_searcher, run_search
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
 from autoprune.searchers.finalists import Finalist, FinalsOutcome, choose_finalists, policy_results, run_finalists
-from autoprune.searchers.optuna_export import OPTUNA_NAME, export_study
+from autoprune.searchers.optuna_export import export_study
 from autoprune.searchers.screening import Screening
 from autoprune.sensitivity import tolerated_keep
 from autoprune.signals import acknowledge, signal_number
@@ -72,7 +83,7 @@ class SearchReport:
     best: Result
     model: nn.Module  # the delivered model: fine-tuned when finetune_epochs was set
     run_dir: Path | None
-    summary: dict[str, Any]
+    summary: RunSummary  # what best.json holds
     finetune: FinetuneOutcome | None = None
     finals: FinalsOutcome | None = None  # the finalists' rungs, when they ran
 
@@ -80,10 +91,10 @@ class SearchReport:
 def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, data: DataBundle | None = None,
                    metric: Metric = top1_accuracy, reward: Reward = score_if_feasible,
                    resume: bool = False, loss: Loss | None = None) -> PreparedSearch:
-    """Validate every input and build the search's parts; raises UserError on any problem. `loss` trains the
-    finalists and the final fine-tune (default: smoothed cross-entropy, for classifiers)."""
+    """Validate every input and build the search's parts; raises an AutopruneError of the problem's kind. `loss`
+    trains the finalists and the final fine-tune (default: smoothed cross-entropy, for classifiers)."""
     if config.budget is None:
-        raise UserError("no budget given; pass --budget such as 0.25flops")
+        raise InputError("no budget given; pass $budget such as 0.25flops")
     budget = Budget.parse(config.budget)
     device = resolve_device(config.device)
     space_config: SpaceConfig = load_space(config.space)
@@ -109,20 +120,15 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     agent_config = {**load_agent_config(config.agent), **config.agent_config}
     searcher = make_searcher(config.agent, space, config.seed, **agent_config)
     if searcher.required_evals is not None and config.evals < searcher.required_evals:
-        raise UserError(f"agent {config.agent} needs at least {searcher.required_evals} evaluations on this model "
-                        f"(its probes, then its policy); raise --evals to {searcher.required_evals}")
+        raise InputError(f"agent {config.agent} needs at least {searcher.required_evals} evaluations on this model "
+                         f"(its probes, then its policy); raise $evals to {searcher.required_evals}")
     evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward,
                           heldout_images=config.heldout_images, recalibration_batches=config.recalibration_batches,
                           finetune_steps=config.finetune_steps, seed=config.seed,
                           screen_images=config.screen_images, finetune_lr=config.finetune_lr,
                           distill=config.finalist_distill, loss=loss, device=device, amp=config.amp)
-    settings = {"model": config.model, "weights": config.weights, "data": bundle.name, "budget": str(budget),
-                "agent": config.agent, "agent_config": agent_config, "space": space_config.model_dump(),
-                "seed": config.seed, "heldout_images": config.heldout_images,
-                "recalibration_batches": config.recalibration_batches, "finetune_steps": config.finetune_steps,
-                "screen_images": config.screen_images, "screen_eta": config.screen_eta,
-                "screen_warmup": config.screen_warmup, "workers": config.workers,
-                "finalist_distill": config.finalist_distill, "finetune_lr": config.finetune_lr, "amp": config.amp}
+    settings = config.run_settings(data=bundle.name, budget=str(budget), agent_config=agent_config,
+                                   space=space_config.model_dump())
     prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume)
     if run_dir is not None and run_dir.is_dir():  # held until the search ends: no other process may use it
         prepared.lock.enter_context(run_lock(run_dir))
@@ -141,9 +147,9 @@ def _check_worker_devices(config: ExperimentConfig, device: torch.device) -> Non
     check_gpus_per_worker(config.gpus_per_worker, config.workers, config.address)
     on_ray = config.workers > 1 or config.address is not None
     if on_ray and device.type == "cuda" and config.device != "auto" and not config.gpus_per_worker:
-        raise UserError(f"--device {config.device} with Ray workers needs --gpus-per-worker (e.g. "
-                        f"{1 / config.workers:g} to share one GPU among {config.workers} workers); without it "
-                        "they evaluate on the CPU")
+        raise InputError(f"$device={config.device} with Ray workers needs $gpus_per_worker (e.g. "
+                         f"{1 / config.workers:g} to share one GPU among {config.workers} workers); without it "
+                         "they evaluate on the CPU")
 
 
 def _check_trainable(model: nn.Module, data: DataBundle, loss: Loss | None) -> None:
@@ -157,32 +163,32 @@ def _check_trainable(model: nn.Module, data: DataBundle, loss: Loss | None) -> N
     except Exception as error:
         what = "your loss" if loss else "the default loss (cross-entropy, for classifiers)"
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"training the slim models with {what} fails on {data.name!r} ({detail}); pass "
-                        "loss=(outputs, targets) -> scalar tensor, or turn training off with finalists=0 and "
-                        "finetune_epochs=0") from None
+        raise UserFunctionError(f"training the slim models with {what} fails on {data.name!r} ({detail}); pass "
+                                "loss=(outputs, targets) -> scalar tensor, or turn training off with finalists=0 and "
+                                "finetune_epochs=0") from None
 
 
 def _check_same_settings(run_dir: Path, settings: dict[str, Any]) -> None:
     stored = TrialStore(run_dir / STORE_NAME).run_config()
     changed = sorted(k for k in settings if k in stored and stored[k] != settings[k])
     if changed:
-        raise UserError(f"--resume with different settings ({', '.join(changed)}) than the run in "
-                        f"{str(run_dir)!r}; resume with the same settings or use another --out")
+        raise RunDirectoryError(f"$resume with different settings ({', '.join(changed)}) than the run in "
+                                f"{str(run_dir)!r}; resume with the same settings or use another $out")
 
 
 def _check_run_dir(out: str | None, resume: bool) -> Path | None:
     if out is None:
         if resume:
-            raise UserError("--resume needs --out naming the run directory to continue")
+            raise RunDirectoryError("$resume needs $out naming the run directory to continue")
         return None
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise UserError(f"--out {out!r} is a file; give a directory for the run")
+        raise RunDirectoryError(f"$out {out!r} is a file; give a directory for the run")
     has_store = (path / STORE_NAME).is_file()
     if resume and not has_store:
-        raise UserError(f"nothing to resume in {out!r} (no {STORE_NAME}); drop --resume to start a new run")
+        raise RunDirectoryError(f"nothing to resume in {out!r} (no {STORE_NAME}); drop $resume to start a new run")
     if not resume and has_store:
-        raise UserError(f"{out!r} already holds a search; pass --resume to continue it or choose another --out")
+        raise RunDirectoryError(f"{out!r} already holds a search; pass $resume to continue it or choose another $out")
     return path
 
 
@@ -260,7 +266,7 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
             finish_search(prepared, best, interrupted=True)
         raise SearchInterrupted(signal_number(stop), evaluations, prepared.run_dir, best is not None)
     if best is None:
-        raise UserError("no evaluated policy met the budget; loosen the budget or raise --evals")
+        raise InfeasibleBudgetError("no evaluated policy met the budget; loosen the budget or raise $evals")
     return finish_search(prepared, best, finals=finals)
 
 
@@ -316,41 +322,37 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
     test = DeviceBatches(test_batches, evaluator.device)  # moved as they are read: a test split may be large
     default_metric = evaluator.metric is top1_accuracy  # then the test score is top-1 accuracy
     dense_cost, slim_cost = count_cost(analysis.model, x), count_cost(slim, x)
-    summary = {
-        "budget": str(prepared.space.budget), "agent": prepared.config.agent, "seed": prepared.config.seed,
-        "result": best.to_dict(),
-        "policy": {g.name: r for g, r in zip(analysis.groups, best.policy, strict=True)},
-        "channels": {g.name: {"dense": g.channels, "slim": k}
-                     for g, k in zip(analysis.groups, best.kept_channels, strict=True)},
-        "dense": {"macs": dense_cost.macs, "flops": dense_cost.flops, "params": dense_cost.params,
-                  "latency_s": measure_latency(analysis.model, x),
-                  "heldout_score": evaluator.metric(analysis.model, evaluator.heldout),
-                  "test_score": evaluator.metric(analysis.model, test)},
-        "slim": {"macs": slim_cost.macs, "flops": slim_cost.flops, "params": slim_cost.params,
-                 "latency_s": measure_latency(slim, x), "heldout_score": best.score,
-                 "test_score": evaluator.metric(slim, test)},
-        "settings": prepared.run_settings,
-        "device": describe(evaluator.device),  # where the scores and latencies were measured
-        "interrupted": interrupted,  # best so far of a search stopped early: --resume finishes it
-        "finalists": finals.to_dict() if finals is not None else None,
-    }
-    for side in ("dense", "slim"):  # under the default metric the test score is the test accuracy
-        summary[side]["test_accuracy"] = summary[side]["test_score"] if default_metric else None
+
+    def scores(model: nn.Module, cost: Cost, heldout: float) -> ModelScores:
+        test_score = evaluator.metric(model, test)
+        return ModelScores(macs=cost.macs, flops=cost.flops, params=cost.params, latency_s=measure_latency(model, x),
+                           heldout_score=heldout, test_score=test_score,
+                           test_accuracy=test_score if default_metric else None)
+
+    summary = RunSummary(
+        budget=str(prepared.space.budget), agent=prepared.config.agent, seed=prepared.config.seed,
+        result=best.to_dict(), policy={g.name: r for g, r in zip(analysis.groups, best.policy, strict=True)},
+        channels={g.name: ChannelCounts(dense=g.channels, slim=k)
+                  for g, k in zip(analysis.groups, best.kept_channels, strict=True)},
+        dense=scores(analysis.model, dense_cost, evaluator.metric(analysis.model, evaluator.heldout)),
+        slim=scores(slim, slim_cost, best.score), settings=prepared.run_settings,
+        device=describe(evaluator.device), interrupted=interrupted,
+        finalists=finals.to_dict() if finals is not None else None)
     tuned = None
     if finetune_epochs:
         teacher = analysis.model if prepared.config.distill else None
         tuned = finetune(slim, data, finetune_epochs, lr=prepared.config.finetune_lr, teacher=teacher,
                          seed=prepared.config.seed, loss=evaluator.loss,
                          metric=None if default_metric else evaluator.metric)
-        summary["finetuned"] = {"epochs": finetune_epochs, "heldout_score": tuned.best_heldout,
-                                "test_score": tuned.test_after,
-                                "test_accuracy": tuned.test_after if default_metric else None}
+        summary.finetuned = FinetunedScores(epochs=finetune_epochs, heldout_score=tuned.best_heldout,
+                                            test_score=tuned.test_after,
+                                            test_accuracy=tuned.test_after if default_metric else None)
     if prepared.run_dir is not None:
         _write_run_files(prepared, summary, slim_before, tuned, slim, test_batches[0][0][:16])
     return SearchReport(best, slim, prepared.run_dir, summary, tuned, finals)
 
 
-def _write_run_files(prepared: PreparedSearch, summary: dict[str, Any], best_model: nn.Module,
+def _write_run_files(prepared: PreparedSearch, summary: RunSummary, best_model: nn.Module,
                      tuned: FinetuneOutcome | None, tuned_model: nn.Module, images: torch.Tensor) -> None:
     """slim.pt (the pruned model, autoprune.load), the fine-tune's files, model.pt2 (the delivered model as a
     torch.export program, checked on `images`), then best.json (last: a run with best.json has all its files) and
@@ -358,20 +360,14 @@ def _write_run_files(prepared: PreparedSearch, summary: dict[str, Any], best_mod
     run_dir, data = prepared.run_dir, prepared.data
     meta = {"model": prepared.config.model, "weights": prepared.config.weights, "data": data.name,
             "in_channels": data.in_channels, "num_classes": data.num_classes, "image_size": data.image_size,
-            "budget": summary["budget"], "policy": summary["policy"]}
+            "budget": summary.budget, "policy": summary.policy}
     save_slim(run_dir / SLIM_NAME, best_model, meta)
     if tuned is not None:
         save_finetuned(run_dir, tuned_model, meta, tuned)
     delivered = copy.deepcopy(tuned_model if tuned is not None else best_model).cpu()
     export_model(delivered, "pt2", run_dir / PROGRAM_NAME, images, meta)  # a CPU program: it runs anywhere
-    _write_atomically(run_dir / BEST_NAME, lambda p: p.write_text(json.dumps(summary, indent=2)))
+    write_summary(run_dir, summary)
     write_run_report(run_dir)
-
-
-def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def search(model: nn.Module | str = "resnet20", data: DataBundle | str = "fashion-mnist", budget: str = "0.25flops",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 
 _PART = re.compile(r"^\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<percent>%)?\s*(?P<unit>flops|macs|params|ms)\s*$",
                    re.IGNORECASE)
@@ -35,28 +35,28 @@ class Budget:
 
     @classmethod
     def parse(cls, text: str) -> Budget:
-        """Parse a budget string; malformed or impossible values raise a UserError naming the fix."""
+        """Parse a budget string; malformed or impossible values raise an InputError naming the fix."""
         if not isinstance(text, str) or not text.strip():
-            raise UserError(f"empty budget; write one such as {_EXAMPLES}")
+            raise InputError(f"empty budget; write one such as {_EXAMPLES}")
         constraints: dict[str, Constraint] = {}
         for part in text.split(","):
             match = _PART.match(part)
             if match is None:
-                raise UserError(f"malformed budget {text!r} (at {part.strip()!r}); write {_EXAMPLES}")
+                raise InputError(f"malformed budget {text!r} (at {part.strip()!r}); write {_EXAMPLES}")
             number = float(match["number"])
             unit = match["unit"].lower()
             if unit == "ms":
                 if match["percent"] or number <= 0:
-                    raise UserError(f"latency budget {part.strip()!r} must be a positive number of ms, e.g. 3ms")
+                    raise InputError(f"latency budget {part.strip()!r} must be a positive number of ms, e.g. 3ms")
                 constraint = Constraint("latency", number / 1e3)
             else:
                 fraction = number / 100 if match["percent"] else number
                 if not 0 < fraction <= 1:
-                    raise UserError(f"budget {part.strip()!r} must keep a fraction in (0, 1] of the dense model "
-                                    "(e.g. 0.25flops or 25%flops)")
+                    raise InputError(f"budget {part.strip()!r} must keep a fraction in (0, 1] of the dense model "
+                                     "(e.g. 0.25flops or 25%flops)")
                 constraint = Constraint("flops" if unit in ("flops", "macs") else "params", fraction)
             if constraint.metric in constraints:
-                raise UserError(f"budget {text!r} limits {constraint.metric} twice; give each metric once")
+                raise InputError(f"budget {text!r} limits {constraint.metric} twice; give each metric once")
             constraints[constraint.metric] = constraint
         return cls(tuple(constraints.values()))
 

@@ -4,12 +4,12 @@ field. Command-line flags override experiment-file values."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from autoprune.errors import UserError
+from autoprune.errors import FileProblemError, InputError
 
 # The shipped search spaces and agent settings live inside the package, so that every install (wheel, sdist,
 # editable) carries them; the repository's top-level search_spaces/ and agents/ are links to these folders.
@@ -73,6 +73,22 @@ class ExperimentConfig(BaseModel):
     dashboard: bool = False  # with a private local Ray instance: also start Ray's dashboard, on 127.0.0.1
     out: str | None = None
 
+    # how and where a run computes, not what it computes: a run may be resumed with these changed (more
+    # evaluations, another device or cluster, another final fine-tune); every other field is in the resume check
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({
+        "evals", "out", "data_dir", "device", "gpus_per_worker", "address", "dashboard", "finetune_epochs",
+        "distill"})  # finetune_lr is checked: the candidates' and the rungs' fine-tunes use it too
+
+    def run_settings(self, **resolved: Any) -> dict[str, Any]:
+        """The settings that decide what a run's stored evaluations mean: every field but RESUMABLE_CHANGES, with
+        `resolved` values (e.g. the budget normalised, the search space read) in place of the given ones. A
+        resumed run must match them, so a field added here is checked without further edits."""
+        settings = self.model_dump(exclude=set(self.RESUMABLE_CHANGES))
+        unknown = set(resolved) - set(settings)
+        if unknown:
+            raise ValueError(f"not run settings: {sorted(unknown)}")
+        return {**settings, **resolved}
+
     @field_validator("finalist_rungs")
     @classmethod
     def _increasing(cls, rungs: list[float]) -> list[float]:
@@ -91,13 +107,13 @@ class ExperimentConfig(BaseModel):
 
 def read_yaml(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
-        raise UserError(f"{what} file {str(path)!r} not found")
+        raise FileProblemError(f"{what} file {str(path)!r} not found")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"{what} file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise FileProblemError(f"{what} file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise UserError(f"{what} file {str(path)!r} must hold a mapping of settings")
+        raise FileProblemError(f"{what} file {str(path)!r} must hold a mapping of settings")
     return data
 
 
@@ -107,7 +123,7 @@ def validated(cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise UserError(f"{source}: {field}: {first['msg']}") from None
+        raise InputError(f"{source}: {field}: {first['msg']}") from None
 
 
 def load_space(name_or_path: str) -> SpaceConfig:
@@ -116,8 +132,8 @@ def load_space(name_or_path: str) -> SpaceConfig:
     if not path.suffix:
         path = CONFIG_DIR / "search_spaces" / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise UserError(f"unknown search space {name_or_path!r}; use one of {', '.join(shipped_spaces())} or "
-                            "a YAML path")
+            raise InputError(f"unknown search space {name_or_path!r}; use one of {', '.join(shipped_spaces())} or "
+                             "a YAML path")
     return validated(SpaceConfig, read_yaml(path, "search space"), str(path))
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -22,7 +22,7 @@ AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """The device named by `spec`: `auto` (or None) is the first CUDA device when there is one, else the CPU.
-    Asking for a CUDA device this machine does not have is a UserError naming what there is."""
+    Asking for a CUDA device this machine does not have is an InputError naming what there is."""
     if isinstance(spec, torch.device):
         spec = str(spec)
     text = (spec or "auto").strip().lower()
@@ -31,19 +31,19 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise UserError(f"unknown device {spec!r}; use {DEVICE_CHOICES}") from None
+        raise InputError(f"unknown device {spec!r}; use {DEVICE_CHOICES}") from None
     if device.type == "cpu":
         return torch.device("cpu")
     if device.type != "cuda":
-        raise UserError(f"device {spec!r} is not supported; use {DEVICE_CHOICES}")
+        raise InputError(f"device {spec!r} is not supported; use {DEVICE_CHOICES}")
     if not torch.cuda.is_available():
-        raise UserError(f"device {spec!r} asked for, but this machine has no CUDA GPU that PyTorch can use; "
-                        "use --device cpu (or auto)")
+        raise InputError(f"device {spec!r} asked for, but this machine has no CUDA GPU that PyTorch can use; "
+                         "use $device=cpu (or auto)")
     index = device.index or 0
     count = torch.cuda.device_count()
     if index >= count:
-        raise UserError(f"device {spec!r} asked for, but this machine has {count} CUDA GPU(s) "
-                        f"(cuda:0 to cuda:{count - 1}); pick one of those")
+        raise InputError(f"device {spec!r} asked for, but this machine has {count} CUDA GPU(s) "
+                         f"(cuda:0 to cuda:{count - 1}); pick one of those")
     return torch.device("cuda", index)
 
 
@@ -96,7 +96,7 @@ def synchronize(device: torch.device) -> None:
 def check_amp(amp: str) -> None:
     """One-line error for a mixed-precision setting autoprune does not know."""
     if amp not in AMP_DTYPES:
-        raise UserError(f"unknown mixed precision {amp!r}; use {', '.join(AMP_DTYPES)}")
+        raise InputError(f"unknown mixed precision {amp!r}; use {', '.join(AMP_DTYPES)}")
 
 
 @contextlib.contextmanager

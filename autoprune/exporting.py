@@ -15,7 +15,8 @@ from torch import nn
 
 from autoprune.device import resolve_device, to_model_device
 from autoprune.engine import count_cost
-from autoprune.errors import UserError
+from autoprune.errors import AutopruneError, InputError
+from autoprune.files import replacing
 from autoprune.models.slim_checkpoint import load, save_slim
 
 FORMATS = {"pt2": "model.pt2", "torch": "model_state.pt", "onnx": "model.onnx", "torchscript": "model_torchscript.pt"}
@@ -41,11 +42,11 @@ class ExportCheck:
 def check_format(fmt: str) -> None:
     """One-line error for a format we do not export."""
     if fmt not in FORMATS:
-        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
 def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, meta: dict[str, Any]) -> ExportCheck:
-    """Write `model` in `fmt` to `path` and check the file against it on `images`; raises UserError on a
+    """Write `model` in `fmt` to `path` and check the file against it on `images`; raises AutopruneError on a
     mismatch (and removes the file, so nothing wrong is left behind)."""
     check_format(fmt)
     model = model.eval()
@@ -55,8 +56,7 @@ def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, m
         expected = model(images).cpu().numpy()
     example = images[:1]
     macs = count_cost(model, example).macs
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")  # keeps the suffix, which torch.export insists on
-    try:
+    with replacing(path) as tmp:  # written and checked under a scratch name; only a match replaces `path`
         if fmt == "pt2":
             write_program(model, images[:2], tmp)
             loaded = torch.export.load(str(tmp)).module()
@@ -78,12 +78,10 @@ def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, m
             exported_macs, outputs = onnx_macs(tmp), _run_onnx(tmp, images)
         check = ExportCheck(fmt, path, exported_macs, macs, float(np.abs(outputs - expected).max()))
         if not check.matches:
-            raise UserError(f"the {fmt} export does not match the model (MACs {exported_macs:,} vs {macs:,}, largest "
-                            f"output difference {check.max_abs_difference:.2e}); please report this model")
-        tmp.replace(path)
+            raise AutopruneError(f"the {fmt} export does not match the model (MACs {exported_macs:,} vs {macs:,}, "
+                                 f"largest output difference {check.max_abs_difference:.2e}); please report this "
+                                 "model")
         return check
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _run_torch(model, images: torch.Tensor) -> np.ndarray:

@@ -17,6 +17,7 @@ from torch import nn
 from autoprune.data import DataBundle
 from autoprune.device import resolve_device
 from autoprune.engine.unstructured import make_permanent, prunable_layers
+from autoprune.files import write_text
 from autoprune.models.slim_checkpoint import load, save_slim
 from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, PROGRAM_NAME, read_summary, run_lock, slim_path
 from autoprune.training import Loss, Metric, evaluate, train
@@ -95,9 +96,7 @@ def finetune(
 def save_finetuned(run_dir: Path, model: nn.Module, meta: dict, outcome: FinetuneOutcome) -> None:
     """finetuned.pt (loads like slim.pt) and finetune.json, each written whole or not at all."""
     save_slim(run_dir / FINETUNED_NAME, model, {**meta, "finetune": outcome.to_dict()})
-    tmp = run_dir / (FINETUNE_LOG + ".tmp")
-    tmp.write_text(json.dumps(outcome.to_dict(), indent=2))
-    tmp.replace(run_dir / FINETUNE_LOG)
+    write_text(run_dir / FINETUNE_LOG, json.dumps(outcome.to_dict(), indent=2))
 
 
 def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = False, data_dir: str | None = None,
@@ -112,7 +111,7 @@ def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = F
     from autoprune.models import load_checkpoint, load_model
     from autoprune.reports import write_run_report
 
-    settings = read_summary(run_dir)["settings"]
+    settings = read_summary(run_dir).settings
     target = resolve_device(device)
     with run_lock(run_dir):
         source = slim_path(run_dir)

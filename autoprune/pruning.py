@@ -14,13 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.bisection import bracket
 from autoprune.budget import Budget
 from autoprune.data import DataBundle
 from autoprune.engine import analyse, count_cost
 from autoprune.engine.analysis import Analysis
 from autoprune.engine.data_criteria import DATA_CRITERIA
 from autoprune.engine.unstructured import make_permanent, sparsity_table
-from autoprune.errors import UserError
+from autoprune.errors import InfeasibleBudgetError, InputError
 from autoprune.evaluation import recalibrate_batchnorm
 from autoprune.finetuning import finetune
 from autoprune.models import example_input
@@ -49,7 +50,7 @@ class PruneOutcome:
 def structured_prune(model: nn.Module, data: DataBundle, pruner: str, budget: str, criterion: str = "l1",
                      criterion_batches: int = 8) -> tuple[nn.Module, Analysis, list[float]]:
     """A slim copy of `model` within `budget` (a FLOPs or params fraction), BatchNorm recalibrated."""
-    from autoprune.searchers import SearchSpace
+    from autoprune.problem import SearchSpace
 
     parsed = Budget.parse(budget)
     batches = list(data.loader("train", batch_size=64, limit=64 * criterion_batches))
@@ -73,11 +74,9 @@ def global_threshold_policy(analysis: Analysis, space) -> list[float]:
 
     low, high = 0.0, float(max(s.max() for s in scores)) + 1e-9
     if not space.feasible(policy_at(high)):
-        raise UserError("the budget cannot be met even keeping one channel per group; loosen the budget")
-    for _ in range(40):
-        middle = (low + high) / 2
-        low, high = (low, middle) if space.feasible(policy_at(middle)) else (middle, high)
-    return policy_at(high)
+        raise InfeasibleBudgetError("the budget cannot be met even keeping one channel per group; loosen the budget")
+    threshold, _ = bracket(lambda t: space.feasible(policy_at(t)), good=high, bad=low, steps=40)
+    return policy_at(threshold)
 
 
 def prune_model(model: nn.Module, data: DataBundle, pruner: str | None = None, targets: Any = None,
@@ -94,7 +93,7 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: str | None = None, t
     dense_macs = count_cost(model, x).macs
     if schedule is None and pruner in STRUCTURED:
         if budget is None:
-            raise UserError(f"--pruner {pruner} needs --budget, e.g. 0.5flops")
+            raise InputError(f"$pruner={pruner} needs $budget, e.g. 0.5flops")
         pruned, analysis, policy = structured_prune(model, data, pruner, budget, criterion, criterion_batches)
         names = {g.name: r for g, r in zip(analysis.groups, policy, strict=True)}
         layers = [{"group": g.name, "dense_channels": g.channels, "kept_channels": k,
@@ -103,10 +102,10 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: str | None = None, t
     else:
         if schedule is None:
             if pruner not in ELEMENT_WISE:
-                raise UserError(f"unknown pruner {pruner!r}; use one of {', '.join(STRUCTURED + ELEMENT_WISE)} "
-                                "or --schedule FILE")
+                raise InputError(f"unknown pruner {pruner!r}; use one of {', '.join(STRUCTURED + ELEMENT_WISE)} "
+                                 "or $schedule FILE")
             if targets is None:
-                raise UserError(f"--pruner {pruner} needs --targets (a sparsity, threshold or sensitivity)")
+                raise InputError(f"$pruner={pruner} needs $targets (a sparsity, threshold or sensitivity)")
             schedule = ScheduleConfig(pruner=pruner, targets=targets, schedule="one_shot", epochs=0)
         pruned = copy.deepcopy(model)
         run_schedule(pruned, data, schedule, seed=seed, on_epoch=on_epoch)

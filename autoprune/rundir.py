@@ -1,4 +1,5 @@
-"""The files of a run directory, named in one place, and how to read a finished run's summary and model."""
+"""The files of a run directory, named in one place; its summary (best.json) as one typed record, written and
+read only here; and its lock."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from autoprune.errors import UserError
+from pydantic import BaseModel, ValidationError
+
+from autoprune.errors import RunDirectoryError
+from autoprune.files import write_text
 
 STORE_NAME = "store.sqlite"  # every evaluation (autoprune.searchers.store)
 BEST_NAME = "best.json"  # the best policy, its costs and scores, the run's settings
@@ -19,6 +23,9 @@ PROGRAM_NAME = "model.pt2"  # the same model as a torch.export program: torch.ex
 FINETUNED_NAME = "finetuned.pt"  # after `autoprune finetune` (same format as slim.pt)
 FINETUNE_LOG = "finetune.json"  # before/after accuracies and per-epoch history of the fine-tune
 EXPORT_DIR = "export"  # `autoprune export` writes here
+OPTUNA_NAME = "optuna.db"  # every evaluation as an Optuna study (optuna-dashboard sqlite:///optuna.db)
+REPORT_NAME = "report.md"  # the run's report (autoprune.reports), with its figures:
+FIGURES = {"channels": "channels.png", "progress": "progress.png", "candidates": "candidates.png"}
 LOCK_NAME = ".lock"  # flock()ed by the one process working on the run; holds its pid
 
 
@@ -30,7 +37,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run directory's exclusive lock while the block runs: one process per run directory.
 
     An OS file lock (flock) on RUN_DIR/.lock: it dies with its process, so a killed run never leaves a stale lock.
-    A second process gets a one-line UserError naming the directory and the holder's pid, having changed
+    A second process gets a one-line RunDirectoryError naming the directory and the holder's pid, having changed
     nothing. Re-entrant within a process (a search writes its report while holding the lock).
     """
     key = run_dir.resolve()
@@ -56,31 +63,83 @@ def _acquire(run_dir: Path) -> int:
     except BlockingIOError:
         holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise UserError(f"run directory {str(run_dir)!r} is in use by another autoprune process (pid {holder}); "
-                        "wait for it to finish, or stop it, or use another run directory") from None
+        raise RunDirectoryError(f"run directory {str(run_dir)!r} is in use by another autoprune process (pid "
+                                f"{holder}); wait for it to finish, or stop it, or use another run directory") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
 
 
-def read_summary(run_dir: Path) -> dict[str, Any]:
+class ModelScores(BaseModel):
+    """Cost and scores of one of the run's models, dense or slim (before any fine-tune)."""
+
+    macs: int
+    flops: int
+    params: int
+    latency_s: float  # measured on RunSummary.device
+    heldout_score: float
+    test_score: float
+    test_accuracy: float | None = None  # the test score, when the metric is top-1 accuracy
+
+
+class FinetunedScores(BaseModel):
+    """The delivered model's scores after the run's final fine-tune."""
+
+    epochs: int
+    heldout_score: float
+    test_score: float
+    test_accuracy: float | None = None
+
+
+class ChannelCounts(BaseModel):
+    dense: int
+    slim: int
+
+
+class RunSummary(BaseModel):
+    """best.json: a search's best policy, the costs and scores of the dense and slim models, and its settings."""
+
+    budget: str
+    agent: str
+    seed: int
+    result: dict[str, Any]  # the best Result (autoprune.evaluation.Result.to_dict)
+    policy: dict[str, float]  # keep ratio per channel group
+    channels: dict[str, ChannelCounts]
+    dense: ModelScores
+    slim: ModelScores
+    settings: dict[str, Any]  # the run's settings (ExperimentConfig.run_settings), checked by --resume
+    device: str | None = None  # where the scores and latencies were measured (absent in older runs)
+    interrupted: bool = False  # best so far of a search stopped early: resuming it finishes it
+    finalists: dict[str, Any] | None = None  # the finalists' rungs (autoprune.searchers.finalists), when they ran
+    finetuned: FinetunedScores | None = None  # after the final fine-tune, when there was one
+
+
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    """best.json, whole or not at all."""
+    write_text(run_dir / BEST_NAME, summary.model_dump_json(indent=2))
+
+
+def read_summary(run_dir: Path) -> RunSummary:
     """best.json of a finished search; a one-line error naming what is missing."""
     if not run_dir.is_dir():
-        raise UserError(f"run directory {str(run_dir)!r} not found; give the --out of a finished search")
+        raise RunDirectoryError(f"run directory {str(run_dir)!r} not found; give the $out of a finished search")
     path = run_dir / BEST_NAME
     if not path.is_file():
-        raise UserError(f"{str(run_dir)!r} holds no finished search (no {BEST_NAME}); run or --resume the search first")
+        raise RunDirectoryError(f"{str(run_dir)!r} holds no finished search (no {BEST_NAME}); run or $resume the "
+                                "search first")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{str(path)!r} is not valid JSON; re-run the search with --resume to rewrite it") from None
+        return RunSummary.model_validate(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        what = "valid JSON" if isinstance(exc, json.JSONDecodeError) else "a run summary"
+        raise RunDirectoryError(f"{str(path)!r} is not {what}; re-run the search with $resume to rewrite "
+                                "it") from None
 
 
 def slim_path(run_dir: Path) -> Path:
     """The search's best slim model (slim.pt); a one-line error for runs written without it."""
     if not (run_dir / SLIM_NAME).is_file():
-        raise UserError(f"{str(run_dir)!r} has no {SLIM_NAME}; it was written by an older autoprune: re-run the "
-                        "search with --resume to write it")
+        raise RunDirectoryError(f"{str(run_dir)!r} has no {SLIM_NAME}; it was written by an older autoprune: "
+                                "re-run the search with $resume to write it")
     return run_dir / SLIM_NAME
 
 

@@ -25,7 +25,7 @@ from autoprune.data import DataBundle
 from autoprune.device import module_device, place_batches, to_model_device
 from autoprune.engine import analyse
 from autoprune.engine.unstructured import prunable_layers
-from autoprune.errors import UserError
+from autoprune.errors import FileProblemError, InputError
 from autoprune.models import example_input
 
 SENSES = ("filter", "element")
@@ -53,9 +53,9 @@ def parse_levels(text: str) -> list[float]:
         else:
             levels = [float(v) for v in text.split(",")]
     except ValueError:
-        raise UserError(f"--levels {text!r} is not START:STOP:STEP or a comma list; e.g. 0.0:0.95:0.05") from None
+        raise InputError(f"$levels {text!r} is not START:STOP:STEP or a comma list; e.g. 0.0:0.95:0.05") from None
     if not levels or not all(0 <= v < 1 for v in levels):
-        raise UserError(f"--levels {text!r}: every level must be in [0, 1), e.g. 0.0:0.95:0.05")
+        raise InputError(f"$levels {text!r}: every level must be in [0, 1), e.g. 0.0:0.95:0.05")
     return levels
 
 
@@ -78,7 +78,7 @@ def sensitivity_analysis(model: nn.Module, data: DataBundle, sense: str, levels:
                          on_row: Callable[[SensitivityRow], None] | None = None) -> list[SensitivityRow]:
     """Every (layer, level) pair scored on the first `heldout_images` held-out images; `model` is not changed."""
     if sense not in SENSES:
-        raise UserError(f"--sense must be filter or element, got {sense!r}")
+        raise InputError(f"$sense must be filter or element, got {sense!r}")
     batches = place_batches(list(data.loader("heldout", batch_size=500, limit=heldout_images)), module_device(model))
     rows: list[SensitivityRow] = []
 
@@ -154,16 +154,18 @@ def tolerated_keep(path: str | Path, tolerance: float) -> dict[str, float]:
     never fell more than `tolerance` below its unpruned score."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"sensitivity file {str(path)!r} not found; write one with `autoprune sensitivity "
-                        "--sense filter`")
+        raise FileProblemError(f"sensitivity file {str(path)!r} not found; write one with `autoprune sensitivity "
+                               "--sense filter`")
     try:
         with open(path, newline="") as handle:
             rows = [SensitivityRow(r["sense"], r["layer"], float(r["sparsity"]), float(r["score"]), float(r["loss"]))
                     for r in csv.DictReader(handle)]
     except (KeyError, ValueError, TypeError):
-        raise UserError(f"{str(path)!r} is not a sensitivity CSV (sense, layer, sparsity, score, loss)") from None
+        raise FileProblemError(f"{str(path)!r} is not a sensitivity CSV (sense, layer, sparsity, score, "
+                               "loss)") from None
     if not rows or any(r.sense != "filter" for r in rows):
-        raise UserError(f"{str(path)!r} must hold a filter sensitivity analysis (--sense filter) to bound a search")
+        raise FileProblemError(f"{str(path)!r} must hold a filter sensitivity analysis (`autoprune sensitivity "
+                               "--sense filter`) to bound a search")
     floors = {}
     for layer in dict.fromkeys(r.layer for r in rows):
         mine = sorted((r for r in rows if r.layer == layer), key=lambda r: r.sparsity)

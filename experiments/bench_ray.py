@@ -98,8 +98,8 @@ def project(evaluation: list[float], ray_overhead: float, outside: dict[str, flo
     rows = []
     for agent, driver in sorted(outside.items()):
         for workers in PROJECTED_WORKERS:
-            batch = workers * (searcher_class(agent).ask_ahead if workers > 1 else 1)
-            batch = min(batch, GA_GENERATION) if agent == "ga" else batch
+            ahead = searcher_class(agent).ask_ahead if workers > 1 else 1
+            batch = GA_GENERATION if ahead is None else workers * ahead  # None: a whole generation at once
             batch_seconds = expected_makespan(evaluation, batch, workers, ray_overhead) + batch * driver
             rate = batch / batch_seconds * 60
             rows.append({"agent": agent, "workers": workers, "batch": batch, "driver_seconds_per_eval": driver,

@@ -29,7 +29,8 @@ from autoprune.data import load_data
 from autoprune.engine import analyse
 from autoprune.evaluation import Evaluator, recalibrate_batchnorm
 from autoprune.models import example_input, load_model
-from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.problem import SearchSpace
+from autoprune.searchers import TrialStore, make_searcher, run_search
 from autoprune.training import accuracy, train
 
 RESULTS = Path(__file__).resolve().parent / "results"

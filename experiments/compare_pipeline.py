@@ -48,7 +48,8 @@ from autoprune.engine import analyse, count_cost
 from autoprune.evaluation import Evaluator, policy_hash
 from autoprune.finetuning import finetune
 from autoprune.models import example_input, load_model
-from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.problem import SearchSpace
+from autoprune.searchers import TrialStore, make_searcher, run_search
 from autoprune.searchers.baselines import baseline_policies
 
 RESULTS = Path(__file__).parent / "results"

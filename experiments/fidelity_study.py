@@ -43,7 +43,8 @@ from autoprune.engine import analyse
 from autoprune.evaluation import Evaluator, policy_hash
 from autoprune.finetuning import finetune
 from autoprune.models import example_input, load_model
-from autoprune.searchers import SearchSpace, TrialStore, make_searcher
+from autoprune.problem import SearchSpace
+from autoprune.searchers import TrialStore, make_searcher
 
 RESULTS = Path(__file__).parent / "results"
 OUT_JSON, OUT_MD = RESULTS / "fidelity_study.json", RESULTS / "fidelity_study.md"

@@ -37,7 +37,7 @@ def _search_setup(model, data, **evaluator_settings):
     from autoprune.engine import analyse
     from autoprune.evaluation import Evaluator
     from autoprune.models import example_input
-    from autoprune.searchers import SearchSpace
+    from autoprune.problem import SearchSpace
 
     analysis = analyse(model, example_input(1, 8))
     budget = Budget.parse("0.4flops")

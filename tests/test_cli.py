@@ -69,3 +69,16 @@ def test_evaluate_refuses_a_malicious_checkpoint(tmp_path: Path) -> None:
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "objects other than tensors" in result.stderr
     assert not marker.exists()
+
+
+def test_every_search_flag_is_a_setting_and_its_help_states_the_settings_default() -> None:
+    """`search` passes its flags on by name: one that is not a setting would be dropped without a word."""
+    import inspect
+
+    from autoprune.cli.search_commands import search
+    from autoprune.config import ExperimentConfig
+
+    flags = set(inspect.signature(search).parameters) - {"config", "resume"}  # the file and the mode, not settings
+    assert flags <= set(ExperimentConfig.model_fields), flags - set(ExperimentConfig.model_fields)
+    shown = run("search", "--help").stdout
+    assert f"(default {ExperimentConfig().evals})" in shown and "default fashion-mnist" in shown

@@ -39,7 +39,7 @@ def test_unknown_devices_are_refused_by_name(spec: str, fragment: str) -> None:
 @pytest.mark.skipif(not NO_CUDA, reason="needs a machine without CUDA")
 def test_cuda_where_there_is_none_is_a_one_line_error_naming_the_fix() -> None:
     for spec in ("cuda", "cuda:1"):
-        with pytest.raises(UserError, match="no CUDA GPU.*use --device cpu"):
+        with pytest.raises(UserError, match="no CUDA GPU.*use device='cpu'"):
             resolve_device(spec)
 
 
@@ -66,10 +66,10 @@ def test_search_with_device_cpu_runs_and_records_no_device_in_the_resume_check(t
     report = autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", agent="random", evals=3,
                               finalists=0, finetune_epochs=0, heldout_images=100, device="cpu", out=tmp_path / "run")
     assert next(report.model.parameters()).device == torch.device("cpu")
-    assert "device" not in report.summary["settings"]  # a run may be resumed on another device
-    assert report.summary["device"] == "cpu"  # where its scores and latencies were measured, for the reader
+    assert "device" not in report.summary.settings  # a run may be resumed on another device
+    assert report.summary.device == "cpu"  # where its scores and latencies were measured, for the reader
     assert "computed on cpu" in (tmp_path / "run" / "report.md").read_text()
-    assert report.summary["settings"]["amp"] == "off"
+    assert report.summary.settings["amp"] == "off"
 
 
 def test_the_evaluator_places_its_batches_once_and_scores_them_in_place(trained_digits_resnet, digits,
@@ -130,9 +130,9 @@ def test_gpu_shares_are_checked_before_anything_starts(trained_digits_resnet, di
                          finalists=0, finetune_epochs=0, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
     assert sweep_device("auto", 0.0) == "cpu" and sweep_device("auto", 0.5) == "cuda:0"
-    with pytest.raises(UserError, match="needs --gpus-per-search"):
+    with pytest.raises(UserError, match="needs gpus_per_search="):
         sweep_device("cuda", 0.0)
-    with pytest.raises(UserError, match="drop it or use --device auto"):
+    with pytest.raises(UserError, match="drop it or use device='auto'"):
         sweep_device("cpu", 0.5)
 
 

@@ -8,10 +8,9 @@ from gymnasium.utils.env_checker import check_env
 
 from autoprune.budget import Budget
 from autoprune.engine import analyse
-from autoprune.env import OBSERVATION_FIELDS, CompressionEnv
 from autoprune.evaluation import Evaluator
 from autoprune.models import example_input
-from autoprune.searchers import SearchSpace
+from autoprune.problem import OBSERVATION_FIELDS, CompressionEnv, SearchSpace
 
 
 @pytest.fixture(scope="module")

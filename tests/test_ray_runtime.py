@@ -173,7 +173,8 @@ from autoprune.engine import analyse
 from autoprune.evaluation import Evaluator
 from autoprune.models import example_input, load_model
 from autoprune.runtime.ray_pool import RayRuntime
-from autoprune.searchers import SearchSpace, TrialStore, make_searcher, run_search
+from autoprune.problem import SearchSpace
+from autoprune.searchers import TrialStore, make_searcher, run_search
 
 def unnamed_threads():  # native threads that never named themselves (Ray's metric exporters among them)
     return sum(open(f"/proc/self/task/{t}/comm").read().strip() == "python" for t in os.listdir("/proc/self/task"))

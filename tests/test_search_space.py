@@ -11,7 +11,7 @@ from autoprune.budget import Budget
 from autoprune.engine import analyse, count_cost
 from autoprune.errors import UserError
 from autoprune.models import build_model, example_input
-from autoprune.searchers import SearchSpace
+from autoprune.problem import SearchSpace
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 import yaml
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from autoprune.env import CompressionEnv
+from autoprune.problem import CompressionEnv
 from autoprune.searchers import AGENTS, TrialStore, make_searcher, run_search, searcher_class
 from autoprune.searchers.screening import Screening
 

@@ -27,7 +27,7 @@ def test_levels_parse_ranges_and_lists() -> None:
     assert parse_levels("0.0:0.95:0.05")[-1] == 0.95 and len(parse_levels("0.0:0.95:0.05")) == 20
     assert parse_levels("0,0.5,0.9") == [0.0, 0.5, 0.9]
     for bad in ("0:1:0", "a:b:c", "0.5,1.2", "x"):
-        with pytest.raises(UserError, match="--levels"):
+        with pytest.raises(UserError, match="levels="):
             parse_levels(bad)
 
 

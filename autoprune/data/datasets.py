@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from autoprune.data.idx import read_idx
-from autoprune.errors import UserError
+from autoprune.errors import FileProblemError, InputError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 20240601
@@ -47,7 +47,7 @@ def split_heldout(dataset: Dataset, size: int) -> tuple[Dataset, Dataset]:
     """Deterministically split off `size` items of a training set as the held-out split."""
     n = len(dataset)  # type: ignore[arg-type]
     if not 0 < size < n:
-        raise UserError(f"held-out size {size} must be between 1 and {n - 1}")
+        raise InputError(f"held-out size {size} must be between 1 and {n - 1}")
     order = np.random.default_rng(SPLIT_SEED).permutation(n)
     return Subset(dataset, order[size:].tolist()), Subset(dataset, order[:size].tolist())
 
@@ -71,9 +71,9 @@ def fashion_mnist(data_dir: str | Path | None = None, heldout: int = 5000, downl
     paths = [_find_idx(directory, s) for s in stems]
     if any(p is None for p in paths):
         if not download:
-            raise UserError(
+            raise FileProblemError(
                 f"Fashion-MNIST not found in {str(directory)!r}; run `apt-get install dataset-fashion-mnist`, "
-                "pass --data-dir with the IDX files, or add --download where the internet is reachable"
+                "pass $data_dir with the IDX files, or add $download where the internet is reachable"
             )
         import torchvision
 
@@ -83,7 +83,8 @@ def fashion_mnist(data_dir: str | Path | None = None, heldout: int = 5000, downl
     try:
         train_x, train_y, test_x, test_y = (read_idx(p) for p in paths)  # type: ignore[arg-type]
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"Fashion-MNIST files in {str(directory)!r} are unreadable ({exc}); reinstall them") from None
+        raise FileProblemError(f"Fashion-MNIST files in {str(directory)!r} are unreadable ({exc}); reinstall "
+                               "them") from None
     mean, std = 0.2860, 0.3530
     full_train = TensorDataset(_normalised(train_x, mean, std), torch.from_numpy(train_y.astype(np.int64)))
     test = TensorDataset(_normalised(test_x, mean, std), torch.from_numpy(test_y.astype(np.int64)))
@@ -118,7 +119,7 @@ def cifar10(data_dir: str | Path | None = None, heldout: int = 5000, download: b
         full_train = torchvision.datasets.CIFAR10(root, train=True, transform=tf, download=download)
         test = torchvision.datasets.CIFAR10(root, train=False, transform=tf, download=download)
     except RuntimeError:
-        raise UserError(f"CIFAR-10 not found under {root!r}; pass --data-dir or add --download") from None
+        raise FileProblemError(f"CIFAR-10 not found under {root!r}; pass $data_dir or add $download") from None
     train, held = split_heldout(full_train, heldout)
     return DataBundle("cifar10", train, held, test, 3, 10, 32, augment=True)
 
@@ -129,11 +130,11 @@ def image_folder(data_dir: str | Path | None, heldout: int = 5000, image_size: i
     from torchvision import transforms
 
     if data_dir is None:
-        raise UserError("ImageFolder data needs --data-dir pointing at a folder with train/ and val/")
+        raise InputError("ImageFolder data needs $data_dir pointing at a folder with train/ and val/")
     root = Path(data_dir)
     test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
     if not (root / "train").is_dir() or test_dir is None:
-        raise UserError(f"{str(root)!r} must hold train/ and val/ (or test/) folders of class subfolders")
+        raise FileProblemError(f"{str(root)!r} must hold train/ and val/ (or test/) folders of class subfolders")
     tf = transforms.Compose([transforms.Resize(int(image_size * 1.14)), transforms.CenterCrop(image_size),
                              transforms.ToTensor(),
                              transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
@@ -164,11 +165,11 @@ def load_data(name: str, data_dir: str | Path | None = None, download: bool = Fa
         return cifar10(data_dir, download=download)
     if name == "imagefolder":
         return image_folder(data_dir)
-    raise UserError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
+    raise InputError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
 
 
 def data_shape(name: str) -> tuple[int, int, int]:
     """(in_channels, image_size, num_classes) of a dataset by name, without loading it."""
     if name not in DATA_SHAPES:
-        raise UserError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
+        raise InputError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
     return DATA_SHAPES[name]

@@ -4,7 +4,7 @@ each checked by pruning it for real, so that a group we cannot handle is refused
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +23,7 @@ from autoprune.engine.slim import (
     masked_equivalent,
     policy_ratios,
 )
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 
 ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 # Norms that mix channels: a dense copy with zeroed consumers no longer matches the slim model exactly.
@@ -78,7 +78,7 @@ class Analysis:
         2024): the sequence of (source type, target type, in/out) of its dependencies. Groups with equal tags
         are ranked against each other; different tags never compete."""
         if len(self._tp_groups) != len(self.groups):
-            raise UserError("this analysis was copied to another process without its graph; use the original")
+            raise InputError("this analysis was copied to another process without its graph; use the original")
         graph = self._dependency_graph
         tags = []
         for tp_group in self._tp_groups:
@@ -102,14 +102,14 @@ class Analysis:
         Data criteria (apoz, mean_activation, taylor) are measured on `batches` of (x, y)."""
         if criterion in DATA_CRITERIA:
             if batches is None:
-                raise UserError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
+                raise InputError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
             for group, scores in zip(self.groups, data_scores(self.model, self.groups, batches, criterion),
                                      strict=True):
                 group.importance = scores
             self.criterion = criterion
             return
         if len(self._tp_groups) != len(self.groups):
-            raise UserError("this analysis was copied to another process without its graph; re-rank the original")
+            raise InputError("this analysis was copied to another process without its graph; re-rank the original")
         scorer = get_criterion(criterion)
         with torch.random.fork_rng():
             torch.manual_seed(0)
@@ -129,11 +129,11 @@ def analyse(
     """Channel groups of `model` traced on `example_input`; output layers and unhandled layers are skipped.
     `batches` (x, y) feed the data criteria (apoz, mean_activation, taylor). Traced on the model's device."""
     if criterion in DATA_CRITERIA and batches is None:
-        raise UserError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
+        raise InputError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
     if criterion not in DATA_CRITERIA:
         get_criterion(criterion)  # an unknown name fails before tracing
     if round_to < 1:
-        raise UserError(f"round_to must be a positive integer, got {round_to}")
+        raise InputError(f"round_to must be a positive integer, got {round_to}")
     _refuse_unsupported(model)
     (example_input,) = to_model_device(model, example_input)
     was_training = model.training
@@ -155,12 +155,12 @@ def _analyse_in_eval_mode(model: nn.Module, example_input: torch.Tensor, criteri
             model, example_inputs=example_input, ignored_layers=list(ignored_layers), verbose=False
         )
     except Exception as exc:
-        raise UserError(
+        raise InputError(
             f"cannot prune {type(model).__name__}: Torch-Pruning's dependency graph fails on it "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); it is refused rather than pruned wrongly "
             "(channel shuffles via view/transpose are a known cause)"
         ) from None
-    names = graph._module2name
+    names = _module_names(model)
     outputs = _output_layers(graph)
     skipped = [SkippedLayer(names[m], "produces the model's output") for m in outputs]
     candidates: list[tuple[ChannelGroup, tp.Group]] = []
@@ -192,7 +192,7 @@ def _refuse_unsupported(model: nn.Module) -> None:
     also fails to terminate on Swin's windowed attention)."""
     for name, module in model.named_modules():
         if isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__:
-            raise UserError(
+            raise InputError(
                 f"cannot prune {type(model).__name__}: attention layer {name!r} ({type(module).__name__}) is not "
                 "supported yet; it is refused rather than pruned wrongly (pass a CNN, or ignore those blocks)"
             )
@@ -217,10 +217,24 @@ def _output_layers(graph: tp.DependencyGraph) -> list[nn.Module]:
     return found
 
 
+def _module_names(model: nn.Module) -> dict[nn.Module, str]:
+    return {module: name for name, module in model.named_modules()}
+
+
+def _parameter_names(model: nn.Module) -> dict[nn.Parameter, str]:
+    return {parameter: name for name, parameter in model.named_parameters()}
+
+
+def _sides(graph: tp.DependencyGraph, handler: Callable) -> dict[str, bool]:
+    """Which channels a Torch-Pruning handler removes (LayerEdit.prunes_out, prunes_in)."""
+    out = graph.is_out_channel_pruning_fn(handler)
+    return {"prunes_out": out, "prunes_in": graph.is_in_channel_pruning_fn(handler) and not out}
+
+
 def _describe(index: int, root_name: str, tp_group: tp.Group, graph: tp.DependencyGraph
               ) -> tuple[ChannelGroup, str | None]:
     """Our record of one Torch-Pruning group, or the reason it cannot be pruned."""
-    names = graph._module2name
+    names = _module_names(graph.model)
     root = tp_group[0].dep.target.module
     channels = graph.get_out_channels(root)
     edits: list[LayerEdit] = []
@@ -233,10 +247,11 @@ def _describe(index: int, root_name: str, tp_group: tp.Group, graph: tp.Dependen
         roots = np.asarray(item.root_idxs, dtype=np.int64)
         indices = np.asarray(item.idxs, dtype=np.int64)
         if target.type == tp.ops.OPTYPE.PARAMETER:
-            name = graph._param_to_name.get(target.module)
+            name = _parameter_names(graph.model).get(target.module)
             if name is None:
                 return _empty(index, root_name), "couples an unnamed parameter"
-            edits.append(LayerEdit(name, dep.handler, target.pruning_dim, indices, roots, is_parameter=True))
+            edits.append(LayerEdit(name, dep.handler, target.pruning_dim, indices, roots, is_parameter=True,
+                                   **_sides(graph, dep.handler)))
             layers.append(name)
             continue
         module = target.module
@@ -251,7 +266,7 @@ def _describe(index: int, root_name: str, tp_group: tp.Group, graph: tp.Dependen
                 channel_groups = module.groups
         if isinstance(module, nn.GroupNorm):
             channel_groups = max(channel_groups, module.num_groups)
-        edits.append(LayerEdit(name, dep.handler, target.pruning_dim, indices, roots))
+        edits.append(LayerEdit(name, dep.handler, target.pruning_dim, indices, roots, **_sides(graph, dep.handler)))
         if name not in layers:
             layers.append(name)
     if channels is None or channels < 2:
@@ -284,8 +299,8 @@ def _refuse_broken_groups(analysis: Analysis, reference: torch.Tensor) -> None:
             analysis.skipped.append(SkippedLayer(group.name, problem))
     analysis.groups, analysis._tp_groups = kept, kept_tp
     if kept and (problem := _check(analysis, kept, reference)) is not None:
-        raise UserError(f"pruning {type(analysis.model).__name__} fails even with every faulty group left out "
-                        f"({problem}); exclude layers with ignored_layers")
+        raise InputError(f"pruning {type(analysis.model).__name__} fails even with every faulty group left out "
+                         f"({problem}); exclude layers with ignored_layers")
 
 
 def _check(analysis: Analysis, groups: list[ChannelGroup], reference: torch.Tensor) -> str | None:

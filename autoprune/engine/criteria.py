@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 import torch_pruning as tp
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 
 Criterion = Callable[[tp.Group], torch.Tensor | None]
 
@@ -42,7 +42,7 @@ def criterion_names() -> dict[str, str]:
 def get_criterion(name: str) -> Criterion:
     """A fresh criterion by name."""
     if name not in _CRITERIA:
-        raise UserError(f"unknown criterion {name!r}; use one of {', '.join(criterion_names())}")
+        raise InputError(f"unknown criterion {name!r}; use one of {', '.join(criterion_names())}")
     return _CRITERIA[name][0]()
 
 

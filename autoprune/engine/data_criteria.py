@@ -34,8 +34,7 @@ DATA_CRITERIA = {
 def _measurement_points(model: nn.Module, group: ChannelGroup) -> list:
     """The group's edits that remove output channels of a BatchNorm (else of a conv): where to look."""
     modules = dict(model.named_modules())
-    outputs = [e for e in group.edits if getattr(e.handler, "__name__", "") == "prune_out_channels"
-               and e.module_name in modules]
+    outputs = [e for e in group.edits if e.prunes_out and e.module_name in modules]
     norms = [e for e in outputs if isinstance(modules[e.module_name], nn.modules.batchnorm._BatchNorm)]
     return norms or [e for e in outputs if isinstance(modules[e.module_name], nn.modules.conv._ConvNd)]
 

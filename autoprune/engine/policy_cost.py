@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from autoprune.bisection import bracket
 from autoprune.engine.analysis import Analysis
 from autoprune.engine.cost import count_cost
 from autoprune.engine.slim import Policy
@@ -53,7 +54,7 @@ class PolicyCostModel:
                 if edit.module_name not in index or edit.is_parameter:
                     continue
                 per_root = len(edit.indices) / group.channels
-                target = self._out_per_root if edit.handler.__name__ == "prune_out_channels" else self._in_per_root
+                target = self._out_per_root if edit.prunes_out else self._in_per_root
                 target[index[edit.module_name], g] = max(target[index[edit.module_name], g], per_root)
         self._macs = np.array([t.macs for t in self._layers], dtype=np.float64)
         self._ins = np.array([t.in_channels for t in self._layers], dtype=np.float64)
@@ -78,11 +79,6 @@ class PolicyCostModel:
 def uniform_keep_ratio(model: PolicyCostModel, target_fraction: float, iterations: int = 30) -> float:
     """Largest keep ratio that, applied to every group, stays within `target_fraction` of the dense MACs."""
     groups = len(model.analysis.groups)
-    lo, hi = 0.0, 1.0
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        if mid > 0 and model.fraction([mid] * groups) <= target_fraction:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    ratio, _ = bracket(lambda r: r > 0 and model.fraction([r] * groups) <= target_fraction, good=0.0, bad=1.0,
+                       steps=iterations)
+    return ratio

@@ -17,12 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 
 
 @dataclass
 class LayerEdit:
-    """One coupled edit: prune `indices[k]` of `module_name` (along `dim`) when root channel `roots[k]` goes."""
+    """One coupled edit: prune `indices[k]` of `module_name` (along `dim`) when root channel `roots[k]` goes.
+    `prunes_out`: the handler removes the layer's output channels (BatchNorm and depthwise convs included, whose
+    one handler does both); `prunes_in`: it removes input channels only. Told apart once, by Torch-Pruning's
+    public `is_out_channel_pruning_fn` / `is_in_channel_pruning_fn`, when the analysis is made."""
 
     module_name: str
     handler: Callable
@@ -30,6 +33,8 @@ class LayerEdit:
     indices: np.ndarray
     roots: np.ndarray
     is_parameter: bool = False
+    prunes_out: bool = False
+    prunes_in: bool = False
 
 
 @dataclass
@@ -85,15 +90,15 @@ def policy_ratios(groups: Sequence[ChannelGroup], policy: Policy) -> list[float]
         names = {g.name for g in groups}
         unknown = sorted(set(policy) - names)
         if unknown:
-            raise UserError(f"policy names unknown groups {unknown[:3]}; see `autoprune info` for group names")
+            raise InputError(f"policy names unknown groups {unknown[:3]}; see `autoprune info` for group names")
         ratios = [float(policy.get(g.name, 1.0)) for g in groups]
     else:
         ratios = [float(r) for r in policy]
         if len(ratios) != len(groups):
-            raise UserError(f"policy has {len(ratios)} ratios but the model has {len(groups)} prunable groups")
+            raise InputError(f"policy has {len(ratios)} ratios but the model has {len(groups)} prunable groups")
     bad = [r for r in ratios if not (math.isfinite(r) and 0.0 < r <= 1.0)]
     if bad:
-        raise UserError(f"keep ratios must be in (0, 1], got {bad[0]}")
+        raise InputError(f"keep ratios must be in (0, 1], got {bad[0]}")
     return ratios
 
 
@@ -140,7 +145,7 @@ def masked_equivalent(model: nn.Module, groups: Sequence[ChannelGroup], drops: S
     with torch.no_grad():
         for edit, indices in plan_edits(groups, drops).values():
             layer = modules.get(edit.module_name)
-            if edit.is_parameter or not _is_in_channel_handler(edit.handler):
+            if edit.is_parameter or not edit.prunes_in:
                 continue
             idxs = torch.tensor(sorted(indices))
             if isinstance(layer, nn.Linear):
@@ -159,6 +164,3 @@ def masked_equivalent(model: nn.Module, groups: Sequence[ChannelGroup], drops: S
                     layer.weight[g * per_out:(g + 1) * per_out, offset] = 0
     return dense
 
-
-def _is_in_channel_handler(handler: Callable) -> bool:
-    return getattr(handler, "__name__", "") == "prune_in_channels"

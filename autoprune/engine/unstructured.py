@@ -13,7 +13,7 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 
 PRUNABLE = (nn.modules.conv._ConvNd, nn.Linear)
 
@@ -43,9 +43,9 @@ def magnitude_prune(model: nn.Module, targets: Mapping[str, float] | float) -> N
     plan = dict.fromkeys(layers, float(targets)) if isinstance(targets, int | float) else dict(targets)
     for name, target in plan.items():
         if name not in layers:
-            raise UserError(f"no conv or linear layer named {name!r}; see `autoprune info` for layer names")
+            raise InputError(f"no conv or linear layer named {name!r}; see `autoprune info` for layer names")
         if not 0.0 <= target < 1.0:
-            raise UserError(f"sparsity for {name!r} must be in [0, 1), got {target}")
+            raise InputError(f"sparsity for {name!r} must be in [0, 1), got {target}")
         layer = layers[name]
         masked = int((layer.weight_mask == 0).sum()) if torch_prune.is_pruned(layer) else 0
         wanted = int(round(target * layer.weight.numel()))
@@ -65,9 +65,9 @@ def threshold_prune(model: nn.Module, thresholds: Mapping[str, float] | float) -
     plan = dict.fromkeys(layers, float(thresholds)) if isinstance(thresholds, int | float) else dict(thresholds)
     for name, threshold in plan.items():
         if name not in layers:
-            raise UserError(f"no conv or linear layer named {name!r}; see `autoprune info` for layer names")
+            raise InputError(f"no conv or linear layer named {name!r}; see `autoprune info` for layer names")
         if not threshold >= 0:
-            raise UserError(f"threshold for {name!r} must be 0 or more, got {threshold}")
+            raise InputError(f"threshold for {name!r} must be 0 or more, got {threshold}")
         layer = layers[name]
         torch_prune.custom_from_mask(layer, "weight", layer.weight.detach().abs() >= threshold)
 
@@ -84,7 +84,7 @@ class SensitivityPruner:
                 else dict(sensitivities))
         unknown = sorted(set(plan) - set(self.stds))
         if unknown:
-            raise UserError(f"no conv or linear layer named {unknown[0]!r}; see `autoprune info` for layer names")
+            raise InputError(f"no conv or linear layer named {unknown[0]!r}; see `autoprune info` for layer names")
         threshold_prune(model, {name: s * self.stds[name] for name, s in plan.items()})
 
 

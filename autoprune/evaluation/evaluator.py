@@ -31,7 +31,7 @@ from autoprune.data import DataBundle
 from autoprune.device import check_amp, place_batches, resolve_device, scoring_precision
 from autoprune.engine import Analysis, count_cost, measure_latency
 from autoprune.engine.slim import Policy, policy_ratios
-from autoprune.errors import UserError
+from autoprune.errors import AutopruneError, UserFunctionError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
 from autoprune.evaluation.result import Result, policy_hash
 from autoprune.training import Loss, Metric, accuracy, train
@@ -185,15 +185,16 @@ class Evaluator:
 
 
 def _call_user(fn: Callable, role: str, *args) -> float:
-    """Call a user's metric or reward; an exception or a non-finite value becomes a UserError naming it."""
+    """Call a user's metric or reward; an exception or a non-finite value becomes a UserFunctionError naming it."""
     name = getattr(fn, "__qualname__", repr(fn))
     try:
         value = float(fn(*args))
-    except UserError:
+    except AutopruneError:
         raise
     except Exception as exc:
-        raise UserError(f"{role} {name} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
-                        f"fix the {role} function") from None
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserFunctionError(f"{role} {name} raised {type(exc).__name__}: {detail}; fix the {role} "
+                                "function") from None
     if not math.isfinite(value):
-        raise UserError(f"{role} {name} returned {value}; it must return a finite number")
+        raise UserFunctionError(f"{role} {name} returned {value}; it must return a finite number")
     return value

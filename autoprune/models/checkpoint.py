@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,53 +10,44 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoprune.errors import UserError
+from autoprune.errors import FileProblemError
+from autoprune.files import replacing
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename) so an interrupted save never leaves half a file."""
+    """Write whole or not at all (autoprune.files), so an interrupted save never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
     payload = {"state_dict": state, "meta": meta}  # on the CPU: a checkpoint loads on any machine
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a checkpoint gets the usual mode
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with replacing(path) as scratch:
+        torch.save(payload, scratch)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state_dict, meta) from a checkpoint; a bare state dict is accepted too. Never unpickles code."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"weights file {str(path)!r} not found; pass an existing checkpoint with --weights")
+        raise FileProblemError(f"weights file {str(path)!r} not found; pass an existing checkpoint with $weights")
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
-            raise UserError(
+            raise FileProblemError(
                 f"{str(path)!r} holds objects other than tensors and plain data, so it was not loaded "
                 "(weights_only=True); save a state_dict instead"
             ) from None
-        raise UserError(f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt pickle data); "
-                        "re-save it with torch.save(model.state_dict(), path)") from None
+        raise FileProblemError(f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt pickle data); "
+                               "re-save it with torch.save(model.state_dict(), path)") from None
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise UserError(f"{str(path)!r} is not a readable PyTorch checkpoint ({type(exc).__name__}); "
-                        "re-save it with torch.save(model.state_dict(), path)") from None
+        raise FileProblemError(f"{str(path)!r} is not a readable PyTorch checkpoint ({type(exc).__name__}); "
+                               "re-save it with torch.save(model.state_dict(), path)") from None
     if isinstance(payload, dict) and "state_dict" in payload:
         return payload["state_dict"], dict(payload.get("meta", {}))
     if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
         return payload, {}
-    raise UserError(f"{str(path)!r} is not a state dict; save one with torch.save(model.state_dict(), path)")
+    raise FileProblemError(f"{str(path)!r} is not a state dict; save one with torch.save(model.state_dict(), path)")
 
 
 def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
@@ -68,6 +57,6 @@ def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise UserError(f"weights in {str(path)!r} do not fit the model ({first}); "
-                        "check --model matches the checkpoint") from None
+        raise FileProblemError(f"weights in {str(path)!r} do not fit the model ({first}); "
+                               "check $model matches the checkpoint") from None
     return meta

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 from autoprune.models.cifar_resnet import resnet20, resnet32, resnet56
 from autoprune.models.mobilenet import mobilenetv2
 from autoprune.models.vgg import vgg11, vgg16
@@ -44,7 +44,7 @@ def build_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.Mo
         if in_channels != 3:
             _replace_input_conv(model, in_channels)
         return model
-    raise UserError(
+    raise InputError(
         f"unknown model {name!r}: use one of {', '.join(ZOO)} (see `autoprune models`), "
         "a torchvision classifier name, or package.module:factory"
     )
@@ -55,12 +55,12 @@ def _from_import_path(path: str, in_channels: int, num_classes: int) -> nn.Modul
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise UserError(f"cannot import model factory {path!r} ({exc}); check the module is on PYTHONPATH") from None
+        raise InputError(f"cannot import model factory {path!r} ({exc}); check the module is on PYTHONPATH") from None
     accepted = inspect.signature(factory).parameters
     kwargs = {k: v for k, v in (("in_channels", in_channels), ("num_classes", num_classes)) if k in accepted}
     model = factory(**kwargs)
     if not isinstance(model, nn.Module):
-        raise UserError(f"model factory {path!r} returned {type(model).__name__}, not a torch.nn.Module")
+        raise InputError(f"model factory {path!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -75,7 +75,7 @@ def _replace_input_conv(model: nn.Module, in_channels: int) -> None:
                 )
                 setattr(parent, child_name, new)
                 return
-    raise UserError("could not find the input conv to adapt to the data's channels; use 3-channel data")
+    raise InputError("could not find the input conv to adapt to the data's channels; use 3-channel data")
 
 
 def example_input(in_channels: int, image_size: int, batch: int = 1) -> torch.Tensor:

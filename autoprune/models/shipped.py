@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from autoprune.errors import UserError
+from autoprune.errors import FileProblemError
 from autoprune.models.checkpoint import load_weights
 from autoprune.models.registry import build_model
 
@@ -27,6 +27,7 @@ def load_model(model: str, in_channels: int, num_classes: int, data: str,
     path = Path(weights) if weights is not None else shipped_checkpoint(model, data)
     if path is None:
         if require_weights:
-            raise UserError(f"no trained weights for {model!r} on {data!r}; pass --weights or run `autoprune train`")
+            raise FileProblemError(f"no trained weights for {model!r} on {data!r}; pass $weights or run "
+                                   "`autoprune train`")
         return net, {}
     return net, load_weights(net, path)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
-from autoprune.errors import UserError
+from autoprune.errors import AutopruneError, FileProblemError
 from autoprune.models.checkpoint import load_checkpoint, save_checkpoint
 from autoprune.models.registry import build_model
 
@@ -58,21 +58,23 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     copied, not changed)."""
     state, meta = load_checkpoint(path)
     if meta.get("format") != FORMAT:
-        raise UserError(f"{str(path)!r} is not a slim model saved by autoprune (no layer sizes in it); "
-                        "load plain checkpoints with --weights instead")
+        raise FileProblemError(f"{str(path)!r} is not a slim model saved by autoprune (no layer sizes in it); "
+                               "load plain checkpoints with $weights instead")
     if model is None:
         try:
             model = build_model(meta["model"], meta["in_channels"], meta["num_classes"])
-        except UserError as exc:
-            raise UserError(f"{exc}; or pass the dense architecture: autoprune.load(path, model=MyNet())") from None
+        except AutopruneError as exc:
+            raise type(exc)(f"{exc.template}; or pass the dense architecture: autoprune.load(path, "
+                            "model=MyNet())") from None
     slim = copy.deepcopy(model)
     resize_like(slim, state, meta["layer_sizes"])
     try:
         slim.load_state_dict(state)
     except RuntimeError as exc:
         lines = str(exc).splitlines()
-        raise UserError(f"{str(path)!r} does not fit the architecture {meta['model']!r} "
-                        f"({(lines[1] if len(lines) > 1 else lines[0]).strip()}); pass the right dense model") from None
+        detail = (lines[1] if len(lines) > 1 else lines[0]).strip()
+        raise FileProblemError(f"{str(path)!r} does not fit the architecture {meta['model']!r} ({detail}); pass the "
+                               "right dense model") from None
     return slim.eval()
 
 

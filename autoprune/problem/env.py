@@ -11,7 +11,7 @@ DDPG searcher asks for whole episodes and learns their rewards when told).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -19,9 +19,7 @@ from torch import nn
 
 from autoprune.engine import count_cost
 from autoprune.evaluation import Result
-
-if TYPE_CHECKING:  # the searchers import this env (DDPG), so import the space for type hints only
-    from autoprune.searchers.space import SearchSpace
+from autoprune.problem.space import SearchSpace
 
 OBSERVATION_FIELDS = (
     "index", "type", "in_channels", "out_channels", "stride", "kernel", "params", "macs",
@@ -76,14 +74,7 @@ class CompressionEnv(gym.Env):
     def wall(self) -> float:
         """The most the current group may keep, given the choices so far and the least for every later group."""
         t = len(self._keeps)
-        later = self.space.lower[t + 1:].tolist()
-        lo, hi = float(self.space.lower[t]), float(self.space.upper[t])
-        if self.space.feasible(self._keeps + [hi] + later):
-            return hi
-        for _ in range(20):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if self.space.feasible(self._keeps + [mid] + later) else (lo, mid)
-        return lo
+        return self.space.most_keep(t, before=self._keeps, cap=float(self.space.upper[t]))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from autoprune.bisection import bracket
 from autoprune.budget import Budget
 from autoprune.engine import Analysis, count_cost, measure_latency
 from autoprune.engine.policy_cost import PolicyCostModel
-from autoprune.errors import UserError
+from autoprune.errors import InfeasibleBudgetError, InputError
 
 
 class SearchSpace:
@@ -26,25 +27,26 @@ class SearchSpace:
         """`group_min_keep` raises the least some groups may keep ({group name: keep ratio}), e.g. from a
         sensitivity analysis (autoprune.sensitivity.tolerated_keep)."""
         if not 0 < min_keep <= max_keep <= 1:
-            raise UserError(f"keep-ratio bounds must satisfy 0 < min_keep <= max_keep <= 1, got {min_keep}, {max_keep}")
+            raise InputError(f"keep-ratio bounds must satisfy 0 < min_keep <= max_keep <= 1, got {min_keep}, "
+                             f"{max_keep}")
         self.analysis = analysis
         self.budget = budget
         self.size = len(analysis.groups)
         if self.size == 0:
-            raise UserError("the model has no prunable channel groups; see `autoprune info` for why")
+            raise InputError("the model has no prunable channel groups; see `autoprune info` for why")
         self.min_keep, self.max_keep = min_keep, max_keep
         floors = dict(group_min_keep or {})
         unknown = sorted(set(floors) - {g.name for g in analysis.groups})
         if unknown:
-            raise UserError(f"search space bounds name {unknown[0]!r}, which is not a channel group of this model; "
-                            "see `autoprune info` for group names")
+            raise InputError(f"search space bounds name {unknown[0]!r}, which is not a channel group of this model; "
+                             "see `autoprune info` for group names")
         self.lower = np.array([min(max_keep, max(min_keep, floors.get(g.name, min_keep))) for g in analysis.groups])
         self.costs = PolicyCostModel(analysis)
         x = analysis.example_input
         self._dense_params = count_cost(analysis.model, x).params
         self._dense_latency = measure_latency(analysis.model, x) if budget.limit("latency") else None
         self._check_feasible()
-        self.upper = np.array([self._wall(i) for i in range(self.size)])
+        self.upper = np.array([self.most_keep(i) for i in range(self.size)])
 
     def fractions(self, policy: Sequence[float]) -> tuple[float, float, float | None]:
         """(FLOPs fraction, params fraction, latency in seconds) of a policy; only what the budget needs is
@@ -78,11 +80,8 @@ class SearchSpace:
         t_max = float(np.max((self.upper - self.lower)[positive] / direction[positive])) if grow else 1.0
         if self.feasible(at(t_max)):
             return at(t_max)
-        lo, hi = 0.0, t_max
-        for _ in range(30):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if self.feasible(at(mid)) else (lo, mid)
-        return at(lo)
+        t, _ = bracket(lambda s: self.feasible(at(s)), good=0.0, bad=t_max, steps=30)
+        return at(t)
 
     def uniform(self, ratio: float) -> list[float]:
         return [float(ratio)] * self.size
@@ -96,18 +95,20 @@ class SearchSpace:
             limits = ",".join(smallest[c.metric] for c in self.budget.constraints)
             least_text = (f"{self.min_keep:g} of every group" if (self.lower == self.min_keep).all()
                           else "each group's least (sensitivity bounds included)")
-            raise UserError(f"budget {self.budget} is infeasible: even keeping {least_text} gives {limits}; ask for "
-                            "at least that much")
+            raise InfeasibleBudgetError(f"budget {self.budget} is infeasible: even keeping {least_text} gives "
+                                        f"{limits}; ask for at least that much")
 
-    def _wall(self, index: int) -> float:
-        """The most group `index` may keep while every other group keeps its least."""
-        policy = self.lower.tolist()
-        lo, hi = float(self.lower[index]), self.max_keep
-        policy[index] = hi
-        if self.feasible(policy):
-            return hi
-        for _ in range(20):
-            mid = (lo + hi) / 2
-            policy[index] = mid
-            lo, hi = (mid, hi) if self.feasible(policy) else (lo, mid)
-        return lo
+    def most_keep(self, index: int, before: Sequence[float] | None = None, cap: float | None = None) -> float:
+        """AMC's action wall: the most group `index` may keep (up to `cap`, default max_keep) while the groups
+        before it keep `before` (default: their least) and every later group keeps its least."""
+        head = list(before) if before is not None else self.lower[:index].tolist()
+        tail = self.lower[index + 1:].tolist()
+
+        def fits(keep: float) -> bool:
+            return self.feasible([*head, keep, *tail])
+
+        top = self.max_keep if cap is None else cap
+        if fits(top):
+            return top
+        keep, _ = bracket(fits, good=float(self.lower[index]), bad=top, steps=20)
+        return keep

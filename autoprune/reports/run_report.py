@@ -6,24 +6,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from autoprune.budget import Budget
-from autoprune.errors import UserError
+from autoprune.errors import RunDirectoryError
 from autoprune.evaluation import Result
+from autoprune.files import write_text
 from autoprune.reports.pareto import pareto_front
-from autoprune.rundir import FINETUNE_LOG, STORE_NAME, read_summary, run_lock
-
-FIGURES = {"channels": "channels.png", "progress": "progress.png", "candidates": "candidates.png"}
+from autoprune.rundir import FIGURES, FINETUNE_LOG, REPORT_NAME, STORE_NAME, RunSummary, read_summary, run_lock
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], list[Result]]:
+def read_run(run_dir: Path) -> tuple[RunSummary, list[Result]]:
     """best.json and the stored evaluations of a finished run; a one-line error when either is missing."""
     from autoprune.searchers.store import TrialStore
 
     summary = read_summary(run_dir)
     if not (run_dir / STORE_NAME).is_file():
-        raise UserError(f"{str(run_dir)!r} has no {STORE_NAME}; the report needs the search's store")
+        raise RunDirectoryError(f"{str(run_dir)!r} has no {STORE_NAME}; the report needs the search's store")
     trials = TrialStore(run_dir / STORE_NAME)
     try:
         return summary, trials.results()
@@ -43,10 +41,8 @@ def write_run_report(run_dir: str | Path) -> Path:
         _channels_figure(summary, run_dir / FIGURES["channels"])
         _progress_figure(results, run_dir / FIGURES["progress"])
         _candidates_figure(summary, results, run_dir / FIGURES["candidates"])
-        path = run_dir / "report.md"
-        tmp = path.with_name("report.md.tmp")
-        tmp.write_text(_markdown(run_dir, summary, results))
-        tmp.replace(path)
+        path = run_dir / REPORT_NAME
+        write_text(path, _markdown(run_dir, summary, results))
     return path
 
 
@@ -58,14 +54,14 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def _channels_figure(summary: dict[str, Any], path: Path) -> None:
+def _channels_figure(summary: RunSummary, path: Path) -> None:
     """Dense against pruned output channels of every group, as in AMC's per-layer figures."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = list(summary["channels"])
-    dense = [summary["channels"][n]["dense"] for n in names]
-    slim = [summary["channels"][n]["slim"] for n in names]
+    names = list(summary.channels)
+    dense = [summary.channels[n].dense for n in names]
+    slim = [summary.channels[n].slim for n in names]
     figure, axis = plt.subplots(figsize=(max(7.0, 0.35 * len(names) + 2), 4.5))
     x = np.arange(len(names))
     axis.bar(x, dense, color="#c9d6e8", label="dense")
@@ -73,7 +69,7 @@ def _channels_figure(summary: dict[str, Any], path: Path) -> None:
     axis.set_xticks(x, names, rotation=70, ha="right", fontsize=7)
     axis.set_ylabel("output channels")
     axis.set_xlabel("channel group (named after its first layer)")
-    axis.set_title(f"Channels kept per group ({summary['agent']}, {summary['budget']})")
+    axis.set_title(f"Channels kept per group ({summary.agent}, {summary.budget})")
     axis.legend()
     axis.grid(axis="y", alpha=0.3)
     _save(figure, path)
@@ -99,7 +95,7 @@ def _progress_figure(results: list[Result], path: Path) -> None:
     _save(figure, path)
 
 
-def _candidates_figure(summary: dict[str, Any], results: list[Result], path: Path) -> None:
+def _candidates_figure(summary: RunSummary, results: list[Result], path: Path) -> None:
     """Score against MACs (fraction of the dense model) of every candidate, the budget line and the front."""
     import matplotlib.pyplot as plt
 
@@ -113,10 +109,10 @@ def _candidates_figure(summary: dict[str, Any], results: list[Result], path: Pat
     if front:
         axis.step([r.flops_ratio for r in front], [r.score for r in front], where="post", color="black", linewidth=1,
                   label="Pareto front")
-    limit = Budget.parse(summary["budget"]).limit("flops")
+    limit = Budget.parse(summary.budget).limit("flops")
     if limit is not None:
         axis.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"budget ({limit:g} of dense MACs)")
-    chosen = summary["result"]
+    chosen = summary.result
     axis.scatter([chosen["flops_ratio"]], [chosen["score"]], marker="*", s=160, color="gold", edgecolor="black",
                  zorder=5, label="best policy")
     axis.set_xlabel("MACs (fraction of the dense model)")
@@ -127,18 +123,18 @@ def _candidates_figure(summary: dict[str, Any], results: list[Result], path: Pat
     _save(figure, path)
 
 
-def _markdown(run_dir: Path, summary: dict[str, Any], results: list[Result]) -> str:
-    dense, slim = summary["dense"], summary["slim"]
+def _markdown(run_dir: Path, summary: RunSummary, results: list[Result]) -> str:
+    dense, slim = summary.dense, summary.slim
     rows = [("dense", dense), ("slim", slim)]
     lines = [f"# autoprune run: {run_dir.name}", "",
-             f"Budget **{summary['budget']}**, agent **{summary['agent']}**, seed {summary['seed']}, "
+             f"Budget **{summary.budget}**, agent **{summary.agent}**, seed {summary.seed}, "
              f"{len(results)} evaluations ({sum(r.feasible for r in results)} within budget)"
-             f"{', computed on ' + summary['device'] if summary.get('device') else ''}.", "",
+             f"{', computed on ' + summary.device if summary.device else ''}.", "",
              "| model | MACs | params | latency (ms) | held-out score | test score |", "|---|---|---|---|---|---|"]
-    lines += [f"| {label} | {r['macs'] / 1e6:.2f} M | {r['params'] / 1e6:.3f} M | {r['latency_s'] * 1e3:.2f} | "
-              f"{r['heldout_score']:.4f} | {r['test_score']:.4f} |" for label, r in rows]
-    lines += ["", f"Slim/dense MACs: {slim['macs'] / dense['macs']:.3f}; "
-                  f"params: {slim['params'] / dense['params']:.3f}."]
+    lines += [f"| {label} | {r.macs / 1e6:.2f} M | {r.params / 1e6:.3f} M | {r.latency_s * 1e3:.2f} | "
+              f"{r.heldout_score:.4f} | {r.test_score:.4f} |" for label, r in rows]
+    lines += ["", f"Slim/dense MACs: {slim.macs / dense.macs:.3f}; "
+                  f"params: {slim.params / dense.params:.3f}."]
     finetune = run_dir / FINETUNE_LOG
     if finetune.is_file():
         tuned = json.loads(finetune.read_text())
@@ -147,8 +143,8 @@ def _markdown(run_dir: Path, summary: dict[str, Any], results: list[Result]) -> 
                       f"(best held-out {tuned['best_heldout']:.4f} at epoch {tuned['best_epoch']})."]
     lines += ["", "## Channels kept per group", "", f"![channels kept]({FIGURES['channels']})", "",
               "| group | keep ratio | dense | kept |", "|---|---|---|---|"]
-    lines += [f"| {name} | {summary['policy'][name]:.3f} | {c['dense']} | {c['slim']} |"
-              for name, c in summary["channels"].items()]
+    lines += [f"| {name} | {summary.policy[name]:.3f} | {c.dense} | {c.slim} |"
+              for name, c in summary.channels.items()]
     lines += ["", "## Search progress", "", f"![best score against evaluations]({FIGURES['progress']})", "",
               "## Evaluated candidates", "", f"![candidates]({FIGURES['candidates']})", ""]
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 from autoprune.evaluation import Evaluator
 from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.runtime.local import InProcessRuntime, Job, Runtime
@@ -15,8 +15,8 @@ def make_runtime(evaluator: Evaluator, workers: int = 1, address: str | None = N
     check_gpus_per_worker(gpus_per_worker, workers, address)
     if workers == 1 and address is None:
         if dashboard:
-            raise UserError("--dashboard shows a local Ray instance, and one worker evaluates in process: pass "
-                            "--workers 2 or more, or drop --dashboard")
+            raise InputError("$dashboard shows a local Ray instance, and one worker evaluates in process: pass "
+                             "$workers=2 or more, or drop $dashboard")
         return InProcessRuntime(evaluator)
     from autoprune.runtime.ray_pool import RayRuntime
 

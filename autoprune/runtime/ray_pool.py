@@ -22,7 +22,7 @@ import ray
 import torch
 from ray.exceptions import RayActorError, RayTaskError
 
-from autoprune.errors import UserError
+from autoprune.errors import AutopruneError, ClusterError, InputError
 from autoprune.evaluation import Evaluator, Result
 from autoprune.runtime.allocator import keep_freed_memory
 from autoprune.runtime.checks import check_gpus_per_worker
@@ -47,7 +47,7 @@ def worker_start_timeout() -> float:
     except ValueError:
         seconds = -1.0
     if not seconds > 0:
-        raise UserError(f"{START_TIMEOUT_VARIABLE}={text!r} is not a positive number of seconds; set it to, say, 120")
+        raise InputError(f"{START_TIMEOUT_VARIABLE}={text!r} is not a positive number of seconds; set it to, say, 120")
     return seconds
 
 
@@ -98,13 +98,13 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is not None and dashboard:
-        raise UserError("--dashboard starts the dashboard of a local Ray instance; a cluster's is started with "
-                        "`ray start --head --include-dashboard true`: drop --dashboard or --address")
+        raise InputError("$dashboard starts the dashboard of a local Ray instance; a cluster's is started with "
+                         "`ray start --head --include-dashboard true`: drop $dashboard or $address")
     if address is not None and address != "auto":
         check_reachable(address)
     if dashboard and (missing := dashboard_dependency_error()):
-        raise UserError(f"--dashboard needs Ray's dashboard packages ({missing}): pip install "
-                        "'autoprune[dashboard]', or drop --dashboard")
+        raise InputError(f"$dashboard needs Ray's dashboard packages ({missing}): pip install "
+                         "'autoprune[dashboard]', or drop $dashboard")
     try:
         if address is None:
             with loopback_only(), metrics_that_stop_with_ray(), keeping_sigterm_handler():
@@ -118,8 +118,8 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
             with metrics_that_stop_with_ray(), keeping_sigterm_handler():
                 ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UserError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
-                        "`ray start --head` or fix --address") from None
+        raise ClusterError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
+                           "`ray start --head` or fix $address") from None
     return address is None
 
 
@@ -137,12 +137,13 @@ def check_reachable(address: str) -> None:
     """Fail in seconds, not after Ray's minutes-long connection timeout, when nothing listens at HOST:PORT."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise UserError(f"Ray address {address!r} is not HOST:PORT or auto; use the address `ray start --head` printed")
+        raise InputError(f"Ray address {address!r} is not HOST:PORT or auto; use the address `ray start --head` "
+                         "printed")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as exc:
-        raise UserError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start it with "
-                        "`ray start --head` or fix --address") from None
+        raise ClusterError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start it with "
+                           "`ray start --head` or fix $address") from None
 
 
 @ray.remote(num_cpus=1)
@@ -173,7 +174,7 @@ class RayRuntime:
     def __init__(self, evaluator: Evaluator, workers: int, address: str | None = None, threads: int = 1,
                  dashboard: bool = False, gpus_per_worker: float = 0.0) -> None:
         if workers < 1:
-            raise UserError(f"--workers must be at least 1, got {workers}")
+            raise InputError(f"$workers must be at least 1, got {workers}")
         check_gpus_per_worker(gpus_per_worker)
         self.gpus_per_worker = gpus_per_worker
         self._start_timeout = worker_start_timeout()
@@ -209,9 +210,9 @@ class RayRuntime:
             needs = "1 CPU" + (f" and {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else "")
             has = f"{resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs"
             self.close()
-            raise UserError(f"only {len(ready)} of {min_ready} Ray workers started within {self._start_timeout:g} s "
-                            f"(the cluster has {has}, each worker needs {needs}); lower --workers or "
-                            "--gpus-per-worker, or add nodes")
+            raise ClusterError(f"only {len(ready)} of {min_ready} Ray workers started within {self._start_timeout:g} s "
+                               f"(the cluster has {has}, each worker needs {needs}); lower $workers or "
+                               "$gpus_per_worker, or add nodes")
 
     def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
         running: dict = {}  # result ref -> (actor, job index)
@@ -246,7 +247,7 @@ class RayRuntime:
                     continue
                 except RayTaskError as exc:  # an error in the evaluation itself (say, the user's metric)
                     cause = exc.cause if isinstance(exc.cause, Exception) else exc
-                    raise (cause if isinstance(cause, UserError) else UserError(
+                    raise (cause if isinstance(cause, AutopruneError) else AutopruneError(
                         f"evaluation failed on a Ray worker: {str(cause).splitlines()[-1]}")) from None
                 idle.append(actor)
                 yield index, result
@@ -273,8 +274,8 @@ class RayRuntime:
                 if idle:
                     return
         self.close()
-        raise UserError(f"all Ray workers were lost and none restarted within {self._start_timeout:g} s; every "
-                        "finished evaluation is in the store: bring the cluster back and rerun with --resume")
+        raise ClusterError(f"all Ray workers were lost and none restarted within {self._start_timeout:g} s; every "
+                           "finished evaluation is in the store: bring the cluster back and rerun with $resume")
 
     def close(self) -> None:
         """Stop the actors, drop every Ray handle and object reference this runtime holds, then stop the local

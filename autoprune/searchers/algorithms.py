@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 from autoprune.evaluation import Result
+from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import Searcher, SearcherSettings
-from autoprune.searchers.space import SearchSpace
 
 
 class UniformSearcher(Searcher):
@@ -55,7 +55,7 @@ class AnnealSearcher(Searcher):
     def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
         super().__init__(space, seed, **settings)
         if self.settings.min_step > self.settings.step:
-            raise UserError("agent anneal: min_step must not exceed step")
+            raise InputError("agent anneal: min_step must not exceed step")
         self.temperature = self.settings.start_temperature
         self.cooling = self.settings.cooling
         self.step = self.settings.step

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from autoprune.config import validated
 from autoprune.evaluation import Result
-from autoprune.searchers.space import SearchSpace
+from autoprune.problem.space import SearchSpace
 
 
 class SearcherSettings(BaseModel):
@@ -38,8 +38,9 @@ class Searcher(ABC):
     name: ClassVar[str] = "searcher"
     Settings: ClassVar[type[BaseModel]] = NoSettings
     # policies asked per worker in one batch: above 1 only for searchers that would propose the same policies
-    # without the results in between, so a freed worker gets the next policy instead of waiting for the slowest
-    ask_ahead: ClassVar[int] = 1
+    # without the results in between, so a freed worker gets the next policy instead of waiting for the slowest;
+    # None: everything the searcher has ready (a genetic algorithm's whole generation)
+    ask_ahead: ClassVar[int | None] = 1
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings: Any) -> None:
         self.space = space
@@ -66,10 +67,6 @@ class Searcher(ABC):
 
     def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:  # noqa: B027
         """Results of the policies last asked for, in the same order."""
-
-    def state_dict(self) -> dict:
-        """What a checkpoint of this searcher needs beyond its seed (replay makes most need nothing)."""
-        return {}
 
 
 class PrivateRandomState:

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from autoprune.searchers.space import SearchSpace
+from autoprune.bisection import bracket
+from autoprune.problem.space import SearchSpace
 from autoprune.searchers.threshold import SensitivityThresholdSearcher
 
 BASELINES = ("uniform", "global", "isomorphic")
@@ -83,10 +84,7 @@ def _least_pruning(space: SearchSpace, policy: Callable[[float], list[float]]) -
     share grows); the least-keeping policy if none does."""
     if space.feasible(policy(0.0)):
         return policy(0.0)
-    lo, hi = 0.0, 1.0
-    if not space.feasible(policy(hi)):
+    if not space.feasible(policy(1.0)):
         return space.lower.tolist()
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if space.feasible(policy(mid)) else (mid, hi)
-    return policy(hi)
+    share, _ = bracket(lambda s: space.feasible(policy(s)), good=1.0, bad=0.0)
+    return policy(share)

@@ -23,10 +23,10 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from autoprune.env import CompressionEnv
 from autoprune.evaluation import Result
+from autoprune.problem import CompressionEnv
+from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings
-from autoprune.searchers.space import SearchSpace
 
 
 class BaselineReplayBuffer(ReplayBuffer):
@@ -34,8 +34,8 @@ class BaselineReplayBuffer(ReplayBuffer):
 
     baseline = 0.0
 
-    def _get_samples(self, batch_inds, env=None):
-        samples = super()._get_samples(batch_inds, env)
+    def sample(self, batch_size: int, env=None):
+        samples = super().sample(batch_size, env)
         return samples._replace(rewards=samples.rewards - self.baseline)
 
 
@@ -46,7 +46,7 @@ class AmcDDPG(DDPG):
         self.actor_lr, self.critic_lr = actor_lr, critic_lr
         super().__init__(*args, learning_rate=critic_lr, **kwargs)
 
-    def _update_learning_rate(self, optimizers) -> None:
+    def _update_learning_rate(self, optimizers) -> None:  # SB3's one hook for per-optimiser rates (private)
         for group in self.actor.optimizer.param_groups:
             group["lr"] = self.actor_lr
         for group in self.critic.optimizer.param_groups:

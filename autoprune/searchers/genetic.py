@@ -12,10 +12,10 @@ import numpy as np
 from deap import base, creator, tools
 from pydantic import Field
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 from autoprune.evaluation import Result
+from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings
-from autoprune.searchers.space import SearchSpace
 
 with warnings.catch_warnings():  # DEAP warns when a class is created twice (module reloads in tests)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -27,7 +27,7 @@ class GeneticSearcher(Searcher):
     """A generational GA; `ask` hands out the current generation's unevaluated individuals."""
 
     name = "ga"
-    ask_ahead = 1 << 16  # a generation is bred before any of it is evaluated: hand the whole of it to the workers
+    ask_ahead = None  # a generation is bred before any of it is evaluated: hand the whole of it to the workers
 
     class Settings(SearcherSettings):
         """The GA's hyper-parameters (documented in agents/ga.yaml)."""
@@ -47,7 +47,7 @@ class GeneticSearcher(Searcher):
         super().__init__(space, seed, **settings)
         s = self.settings
         if s.elite >= s.population:
-            raise UserError("agent ga: elite must be smaller than population")
+            raise InputError("agent ga: elite must be smaller than population")
         self._random = PrivateRandomState(seed)
         low, up = space.lower.tolist(), space.upper.tolist()
         self.toolbox = base.Toolbox()

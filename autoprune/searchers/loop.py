@@ -50,7 +50,8 @@ def run_search(
     scored results can become the best.
     """
     runtime: Runtime = evaluator if hasattr(evaluator, "workers") else InProcessRuntime(evaluator)
-    batch = batch_size or runtime.workers * (searcher.ask_ahead if runtime.workers > 1 else 1)
+    ahead = searcher.ask_ahead if runtime.workers > 1 else 1
+    batch = batch_size or (evals if ahead is None else runtime.workers * ahead)
     answered = evaluated = stale = 0
     seen: set[str] = set()  # policies answered in this run: a repeat is told again but not counted
     best: Result | None = None

@@ -7,7 +7,6 @@ the reward, and the other Result fields are user attributes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import optuna
 from optuna.distributions import FloatDistribution
 
 from autoprune.evaluation import Result
+from autoprune.files import replacing
 
-OPTUNA_NAME = "optuna.db"
 _ATTRIBUTES = ("score", "macs", "flops_ratio", "params", "params_ratio", "latency", "feasible", "complete",
                "kept_channels", "policy_hash", "wall_time")
 
@@ -24,16 +23,14 @@ _ATTRIBUTES = ("score", "macs", "flops_ratio", "params", "params_ratio", "latenc
 def export_study(results: Sequence[Result], group_names: Sequence[str], path: Path, study_name: str) -> None:
     """Write `results` as the single study `study_name` in the SQLite file `path` (replaced atomically)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    scratch = path.with_name(path.name + ".tmp")
-    scratch.unlink(missing_ok=True)
-    study = optuna.create_study(storage=f"sqlite:///{scratch}", study_name=study_name, direction="maximize")
-    distributions = {name: FloatDistribution(0.0, 1.0) for name in group_names}
-    study.add_trials([
-        optuna.trial.create_trial(
-            params=dict(zip(group_names, result.policy, strict=True)), distributions=distributions,
-            value=result.reward, user_attrs={key: getattr(result, key) for key in _ATTRIBUTES},
-        )
-        for result in results
-    ])
-    del study
-    os.replace(scratch, path)
+    with replacing(path) as scratch:
+        study = optuna.create_study(storage=f"sqlite:///{scratch}", study_name=study_name, direction="maximize")
+        distributions = {name: FloatDistribution(0.0, 1.0) for name in group_names}
+        study.add_trials([
+            optuna.trial.create_trial(
+                params=dict(zip(group_names, result.policy, strict=True)), distributions=distributions,
+                value=result.reward, user_attrs={key: getattr(result, key) for key in _ATTRIBUTES},
+            )
+            for result in results
+        ])
+        del study

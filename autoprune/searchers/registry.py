@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
+from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import Searcher
-from autoprune.searchers.space import SearchSpace
 
 _LOCATIONS = {
     "uniform": "autoprune.searchers.algorithms:UniformSearcher",
@@ -25,11 +25,11 @@ AGENTS: tuple[str, ...] = tuple(_LOCATIONS)
 def searcher_class(name: str) -> type[Searcher]:
     """The searcher class for an agent name."""
     if name not in _LOCATIONS:
-        raise UserError(f"unknown agent {name!r}; use one of {', '.join(AGENTS)}")
+        raise InputError(f"unknown agent {name!r}; use one of {', '.join(AGENTS)}")
     module, cls = _LOCATIONS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def make_searcher(name: str, space: SearchSpace, seed: int = 0, **settings: Any) -> Searcher:
-    """A searcher by name with its hyper-parameters (validated; an unknown or bad one is a UserError)."""
+    """A searcher by name with its hyper-parameters (validated; an unknown or bad one is an InputError)."""
     return searcher_class(name)(space, seed, **settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 from autoprune.evaluation import Result
 
 
@@ -19,7 +19,7 @@ class Screening:
 
     def __init__(self, eta: float = 3.0, warmup: int = 10) -> None:
         if eta <= 1 or warmup < 1:
-            raise UserError("screening needs screen_eta > 1 and screen_warmup >= 1")
+            raise InputError("screening needs screen_eta > 1 and screen_warmup >= 1")
         self.eta, self.warmup = eta, warmup
         self.scores: list[float] = []
 

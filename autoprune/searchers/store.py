@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoprune.errors import UserError
+from autoprune.errors import RunDirectoryError
 from autoprune.evaluation import Result
 
 _SCHEMA = """
@@ -63,7 +63,8 @@ class TrialStore:
                 self._db.execute("ALTER TABLE evaluations ADD COLUMN complete INTEGER NOT NULL DEFAULT 1")
             self._db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{str(self.path)!r} is not a usable trial store ({exc}); use another --out") from None
+            raise RunDirectoryError(f"{str(self.path)!r} is not a usable trial store ({exc}); use another "
+                                    "$out") from None
 
     def close(self) -> None:
         self._db.close()

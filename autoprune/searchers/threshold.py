@@ -21,9 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field, field_validator
 
+from autoprune.bisection import bracket
 from autoprune.evaluation import Result
+from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import Searcher, SearcherSettings
-from autoprune.searchers.space import SearchSpace
 
 
 class SensitivityThresholdSearcher(Searcher):
@@ -115,17 +116,11 @@ class SensitivityThresholdSearcher(Searcher):
         top = max(drop for points in table for _, drop in points)
         if self.space.feasible(policy(0.0)):
             return policy(0.0)
-        lo, hi = 0.0, top + 1e-9
-        for _ in range(40):
-            mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if self.space.feasible(policy(mid)) else (mid, hi)
+        hi, lo = bracket(lambda t: self.space.feasible(policy(t)), good=top + 1e-9, bad=0.0, steps=40)
         # groups whose curves are flat at the threshold all jump at once as it passes; they are tied there, so
         # the budget decides how far they go: the least move from policy(lo) towards policy(hi) that meets it
         over, under = np.asarray(policy(lo)), np.asarray(policy(hi))
-        a, b = 0.0, 1.0
-        for _ in range(30):
-            mid = (a + b) / 2
-            a, b = (a, mid) if self.space.feasible((over + mid * (under - over)).tolist()) else (mid, b)
+        b, _ = bracket(lambda s: self.space.feasible((over + s * (under - over)).tolist()), good=1.0, bad=0.0)
         chosen = np.clip(over + b * (under - over), self.space.lower, self.space.upper).tolist()
         return self._spend_slack(chosen, table)
 

@@ -11,8 +11,8 @@ import optuna
 from pydantic import Field
 
 from autoprune.evaluation import Result
+from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import Searcher, SearcherSettings
-from autoprune.searchers.space import SearchSpace
 
 
 class TPESearcher(Searcher):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autoprune.budget import Budget
 from autoprune.config import ExperimentConfig, load_space, read_yaml, validated
-from autoprune.errors import UserError
+from autoprune.errors import InputError
 from autoprune.searchers import searcher_class
 
 _GRID_KEYS = {"models", "budgets", "agents", "seeds", "out", "weights"}
@@ -55,12 +55,12 @@ def load_sweep(path: str | Path) -> SweepConfig:
     shared = {k: v for k, v in data.items() if k not in _GRID_KEYS}
     misplaced = sorted(_PER_POINT & shared.keys())
     if misplaced:
-        raise UserError(f"{path}: {', '.join(misplaced)} cannot be shared by every search; use the grid keys "
-                        "models, budgets, agents, seeds (and weights: {model: checkpoint})")
+        raise InputError(f"{path}: {', '.join(misplaced)} cannot be shared by every search; use the grid keys "
+                         "models, budgets, agents, seeds (and weights: {model: checkpoint})")
     placed = sorted({"device", "gpus_per_worker"} & shared.keys())
     if placed:
-        raise UserError(f"{path}: {', '.join(placed)}: a sweep places its searches with the flags --device and "
-                        "--gpus-per-search; remove the key")
+        raise InputError(f"{path}: {', '.join(placed)}: a sweep places its searches with $device and "
+                         "$gpus_per_search; remove the key")
     config = validated(SweepConfig, {**grid, "search": shared}, str(path))
     for budget in config.budgets:
         Budget.parse(budget)

@@ -3,15 +3,16 @@ Pareto plot of test accuracy against MACs across the grid."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import json
 import os
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autoprune.reports.pareto import pareto_front
+from autoprune.rundir import REPORT_NAME, STORE_NAME, read_summary
+from autoprune.searchers.store import TrialStore
 from autoprune.sweep.config import SweepConfig, SweepPoint
 
 COLUMNS = ("model", "budget", "agent", "seed", "evaluations", "heldout_score", "test_accuracy", "dense_test_accuracy",
@@ -33,16 +34,16 @@ def collect_rows(config: SweepConfig, grid: list[SweepPoint]) -> list[dict[str, 
     rows = []
     for point in grid:
         run = Path(config.out) / point.name
-        best = json.loads((run / "best.json").read_text())
-        with sqlite3.connect(run / "store.sqlite") as db:
-            evaluations = db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
-        dense, slim = best["dense"], best["slim"]
+        best = read_summary(run)
+        with contextlib.closing(TrialStore(run / STORE_NAME)) as store:
+            evaluations = len(store)
+        dense, slim = best.dense, best.slim
         rows.append({"model": point.model, "budget": point.budget, "agent": point.agent, "seed": point.seed,
-                     "evaluations": evaluations, "heldout_score": round(slim["heldout_score"], 4),
-                     "test_accuracy": round(slim["test_accuracy"], 4),
-                     "dense_test_accuracy": round(dense["test_accuracy"], 4), "macs": slim["macs"],
-                     "macs_ratio": round(slim["macs"] / dense["macs"], 4), "params": slim["params"],
-                     "latency_ms": round(slim["latency_s"] * 1e3, 3), "run_dir": str(run)})
+                     "evaluations": evaluations, "heldout_score": round(slim.heldout_score, 4),
+                     "test_accuracy": round(slim.test_accuracy, 4),
+                     "dense_test_accuracy": round(dense.test_accuracy, 4), "macs": slim.macs,
+                     "macs_ratio": round(slim.macs / dense.macs, 4), "params": slim.params,
+                     "latency_ms": round(slim.latency_s * 1e3, 3), "run_dir": str(run)})
     return rows
 
 
@@ -69,7 +70,7 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> SweepReport:
     for row in rows:
         lines.append("| " + " | ".join(str(row[c]) for c in COLUMNS[:-1]) + f" | {'*' if id(row) in front else ''} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-    runs = [f"- [{Path(r['run_dir']).name}]({os.path.relpath(Path(r['run_dir']) / 'report.md', out)})" for r in rows]
+    runs = [f"- [{Path(r['run_dir']).name}]({os.path.relpath(Path(r['run_dir']) / REPORT_NAME, out)})" for r in rows]
     (out / "report.md").write_text("\n".join([*lines, "", "![Pareto plot](pareto.png)", "",
                                                "## Each search's report", "", *runs]) + "\n")
     figure, axis = plt.subplots(figsize=(7, 4.5))

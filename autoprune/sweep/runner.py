@@ -15,7 +15,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError
 
-from autoprune.errors import UserError
+from autoprune.errors import AutopruneError, ClusterError, InputError, RunDirectoryError
 from autoprune.rundir import BEST_NAME, STORE_NAME, read_summary, run_lock
 from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.sweep.config import SweepConfig, SweepPoint, point_config, points
@@ -39,7 +39,7 @@ def _search_task(settings: dict[str, Any]) -> str:
 
 def _state(config: SweepConfig, point: SweepPoint) -> str:
     run = Path(config.out) / point.name
-    if (run / BEST_NAME).is_file() and not read_summary(run).get("interrupted"):
+    if (run / BEST_NAME).is_file() and not read_summary(run).interrupted:
         return "finished"
     return "started" if (run / STORE_NAME).is_file() else "new"
 
@@ -56,9 +56,9 @@ def run_sweep(config: SweepConfig, workers: int | None = None, address: str | No
     search_device = sweep_device(device, gpus_per_search)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"sweep out {config.out!r} is a file; give a directory")
+        raise RunDirectoryError(f"sweep out {config.out!r} is a file; give a directory")
     if resume and not out.is_dir():
-        raise UserError(f"nothing to resume in {config.out!r}; drop --resume to start the sweep")
+        raise RunDirectoryError(f"nothing to resume in {config.out!r}; drop $resume to start the sweep")
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):  # one process per sweep directory (each search also locks its own)
         return _run_grid(config, out, workers, address, resume, on_finished, dashboard, search_device,
@@ -71,11 +71,11 @@ def sweep_device(device: str, gpus_per_search: float) -> str:
     check_gpus_per_worker(gpus_per_search)
     wanted = device.strip().lower()
     if wanted not in ("auto", "cpu", "cuda"):
-        raise UserError(f"a sweep's --device is auto, cpu or cuda (Ray picks each search's GPU), got {device!r}")
+        raise InputError(f"a sweep's $device is auto, cpu or cuda (Ray picks each search's GPU), got {device!r}")
     if wanted == "cuda" and not gpus_per_search:
-        raise UserError("--device cuda needs --gpus-per-search, e.g. 0.5 to run two searches on each GPU")
+        raise InputError("$device=cuda needs $gpus_per_search, e.g. 0.5 to run two searches on each GPU")
     if wanted == "cpu" and gpus_per_search:
-        raise UserError("--gpus-per-search puts searches on GPUs: drop it or use --device auto")
+        raise InputError("$gpus_per_search puts searches on GPUs: drop it or use $device=auto")
     return "cuda:0" if gpus_per_search else "cpu"
 
 
@@ -85,8 +85,8 @@ def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str 
     grid = points(config)
     states = {point: _state(config, point) for point in grid}
     if not resume and any(s != "new" for s in states.values()):
-        raise UserError(f"{config.out!r} already holds this sweep's searches; pass --resume to continue it or "
-                        "choose another out")
+        raise RunDirectoryError(f"{config.out!r} already holds this sweep's searches; pass $resume to continue it or "
+                                "choose another $out")
     todo = [p for p in grid if states[p] != "finished"]
     done = len(grid) - len(todo)
     if todo:
@@ -97,8 +97,8 @@ def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str 
         try:
             gpus = ray.cluster_resources().get("GPU", 0)
             if gpus_per_search > gpus:  # else Ray would hold the searches back for ever
-                raise UserError(f"--gpus-per-search {gpus_per_search:g} asks for GPUs and the Ray cluster has "
-                                f"{gpus:g}; drop --gpus-per-search or add GPU nodes")
+                raise ClusterError(f"$gpus_per_search={gpus_per_search:g} asks for GPUs and the Ray cluster has "
+                                   f"{gpus:g}; drop $gpus_per_search or add GPU nodes")
             task = _search_task.options(num_gpus=gpus_per_search)
             pending.update({task.remote({**point_config(config, p).model_dump(), "device": device}): p for p in todo})
             while pending:
@@ -108,10 +108,11 @@ def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str 
                     try:
                         ray.get(ref)
                     except RayTaskError as exc:
-                        cause = exc.cause if isinstance(exc.cause, UserError) else None
-                        message = str(cause) if cause else str(exc).strip().splitlines()[-1]
-                        raise UserError(f"search {point.name} failed: {message}; fix it and rerun the sweep with "
-                                        "--resume (finished searches are kept)") from None
+                        cause = exc.cause if isinstance(exc.cause, AutopruneError) else None
+                        kind = type(cause) if cause else AutopruneError  # a caller still tells the kinds apart
+                        message = cause.template if cause else str(exc).strip().splitlines()[-1]
+                        raise kind(f"search {point.name} failed: {message}; fix it and rerun the sweep with "
+                                   "$resume (finished searches are kept)") from None
                     done += 1
                     if on_finished is not None:
                         on_finished(point, done, len(grid))
