@@ -173,7 +173,7 @@ def _analyse_in_eval_mode(model: nn.Module, example_input: torch.Tensor, criteri
     for tp_group in tp_groups:
         root = tp_group[0].dep.target.module
         root_name = names.get(root, str(root))
-        group, problem = _describe(len(candidates), root_name, tp_group, graph)
+        group, problem = _describe(len(candidates), root_name, tp_group, graph, names)
         if problem:
             skipped.append(SkippedLayer(root_name, problem))
         else:
@@ -231,10 +231,10 @@ def _sides(graph: tp.DependencyGraph, handler: Callable) -> dict[str, bool]:
     return {"prunes_out": out, "prunes_in": graph.is_in_channel_pruning_fn(handler) and not out}
 
 
-def _describe(index: int, root_name: str, tp_group: tp.Group, graph: tp.DependencyGraph
+def _describe(index: int, root_name: str, tp_group: tp.Group, graph: tp.DependencyGraph,
+              names: dict[nn.Module, str]
               ) -> tuple[ChannelGroup, str | None]:
     """Our record of one Torch-Pruning group, or the reason it cannot be pruned."""
-    names = _module_names(graph.model)
     root = tp_group[0].dep.target.module
     channels = graph.get_out_channels(root)
     edits: list[LayerEdit] = []
