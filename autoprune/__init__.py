@@ -6,8 +6,8 @@ __all__ = ["export", "finetune", "load", "report", "search"]
 
 
 def search(*args, **kwargs):
-    """Search a pruning policy under a budget; see autoprune.api.search (imported lazily: torch is heavy)."""
-    from autoprune.api import search as _search
+    """Search a pruning policy under a budget; see autoprune.app.pipeline.search (imported lazily: torch is heavy)."""
+    from autoprune.app.pipeline import search as _search
 
     return _search(*args, **kwargs)
 
@@ -19,32 +19,32 @@ def load(path, model=None):
     from pathlib import Path
 
     from autoprune.models.slim_checkpoint import load as _load
-    from autoprune.rundir import model_path
+    from autoprune.run.directory import model_path
 
     return _load(model_path(Path(path)) if Path(path).is_dir() else path, model)
 
 
 def finetune(run_dir, epochs: int = 5, **settings):
-    """Fine-tune a finished run's best slim model; see autoprune.finetuning.finetune_run."""
+    """Fine-tune a finished run's best slim model; see autoprune.toolbox.finetune.finetune_run."""
     from pathlib import Path
 
-    from autoprune.finetuning import finetune_run
+    from autoprune.toolbox.finetune import finetune_run
 
     return finetune_run(Path(run_dir), epochs, **settings)
 
 
 def export(run_dir, fmt: str = "pt2", **settings):
     """Export a finished run's slim model (pt2, torch, onnx or torchscript), checked; see
-    autoprune.exporting.export_run."""
+    autoprune.run.export.export_run."""
     from pathlib import Path
 
-    from autoprune.exporting import export_run
+    from autoprune.run.export import export_run
 
     return export_run(Path(run_dir), fmt, **settings)
 
 
 def report(run_dir):
-    """Re-create a run's report.md and figures; see autoprune.reports.write_run_report."""
-    from autoprune.reports import write_run_report
+    """Re-create a run's report.md and figures; see autoprune.run.report.write_run_report."""
+    from autoprune.run.report import write_run_report
 
     return write_run_report(run_dir)

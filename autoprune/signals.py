@@ -1,5 +1,5 @@
 """SIGTERM handled like Ctrl-C: a search stopped by either keeps every finished evaluation and writes its best so
-far (autoprune.api), and the command line exits 130 (SIGINT) or 143 (SIGTERM).
+far (autoprune.app.pipeline), and the command line exits 130 (SIGINT) or 143 (SIGTERM).
 
 The handlers raise in the main thread wherever it is, and also record the signal: an exception raised inside
 code that swallows errors (CPython clears errors raised during some internal lookups, such as those of a deep

@@ -65,10 +65,10 @@ def image_folder(root: Path, classes: int = 10, train: int = 160, val: int = 20)
 def prepare(model: str, device: str, amp: str, data_dir: str | None):
     """The search's evaluator and space for one benchmark model (works with autoprune before the device work:
     device and amp are passed only where the settings know them)."""
-    from autoprune.api import prepare_search
-    from autoprune.config import ExperimentConfig
+    from autoprune.app.pipeline import prepare_search
     from autoprune.data import load_data
     from autoprune.models import build_model
+    from autoprune.settings import ExperimentConfig
 
     name, data, heldout, recalibration, _ = MODELS[model]
     bundle = load_data(data, data_dir)

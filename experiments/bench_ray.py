@@ -26,11 +26,13 @@ import numpy as np
 import torch
 from results_table import RESULTS, write_results
 
-from autoprune.api import prepare_search
-from autoprune.config import ExperimentConfig
+from autoprune.app.loop import run_search
+from autoprune.app.pipeline import prepare_search
+from autoprune.run.store import TrialStore
 from autoprune.runtime import InProcessRuntime
 from autoprune.runtime.ray_pool import RayRuntime
-from autoprune.searchers import TrialStore, make_searcher, run_search, searcher_class
+from autoprune.searchers import make_searcher, searcher_class
+from autoprune.settings import ExperimentConfig
 
 PROJECTED_WORKERS = (1, 2, 8, 16, 32, 64)
 GA_GENERATION = 20 - 2  # agents/ga.yaml: population 20 less 2 elites, the new policies of one generation

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from results_table import write_results
 
-from autoprune.api import execute_search, prepare_search
-from autoprune.config import ExperimentConfig
-from autoprune.searchers import TrialStore
+from autoprune.app.pipeline import execute_search, prepare_search
+from autoprune.run.store import TrialStore
+from autoprune.settings import ExperimentConfig
 from autoprune.training import accuracy
 
 

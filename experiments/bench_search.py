@@ -24,13 +24,15 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from autoprune.app.loop import run_search
 from autoprune.budget import Budget
 from autoprune.data import load_data
 from autoprune.engine import analyse
 from autoprune.evaluation import Evaluator, recalibrate_batchnorm
 from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
-from autoprune.searchers import TrialStore, make_searcher, run_search
+from autoprune.run.store import TrialStore
+from autoprune.searchers import make_searcher
 from autoprune.training import accuracy, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,7 +48,7 @@ def overhead(evaluator: Evaluator, space: SearchSpace, rounds: int) -> dict:
         wall = time.perf_counter() - start
         slim = space.analysis.apply(policy).eval()
         start = time.perf_counter()
-        recalibrate_batchnorm(slim, (x for x, _ in evaluator.train_batches[: evaluator.recalibration_batches]))
+        recalibrate_batchnorm(slim, (x for x, _ in evaluator.train_batches[: evaluator.settings.recalibration_batches]))
         accuracy(slim, evaluator.heldout)
         ratios.append(wall / (time.perf_counter() - start))
     return {"evaluations": rounds, "overhead_median": round(statistics.median(ratios), 3), "target": 1.15}

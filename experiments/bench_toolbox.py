@@ -24,11 +24,11 @@ from results_table import RESULTS, write_results
 
 from autoprune.data import load_data
 from autoprune.engine.unstructured import level_prune, make_permanent
-from autoprune.finetuning import finetune
 from autoprune.models import load_model
-from autoprune.pruning import structured_prune
-from autoprune.schedules import ScheduleConfig, overall_sparsity, run_schedule
-from autoprune.sensitivity import parse_levels, sensitivity_analysis, write_sensitivity
+from autoprune.toolbox.finetune import finetune
+from autoprune.toolbox.prune import structured_prune
+from autoprune.toolbox.schedules import ScheduleConfig, overall_sparsity, run_schedule
+from autoprune.toolbox.sensitivity import parse_levels, sensitivity_analysis, write_sensitivity
 from autoprune.training import accuracy
 
 CRITERIA = ("l1", "l2", "fpgm", "bn_scale", "random", "apoz", "mean_activation", "taylor", "slim")

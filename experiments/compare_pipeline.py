@@ -12,7 +12,7 @@ Settings: ResNet-20, the MobileNetV2-style net and VGG-11 on Fashion-MNIST at 0.
 - `searcher`: our best searcher alone (`--searcher`, TPE by default: it led compare_searchers.md), the policy it
   scores best right after pruning, no finalists.
 
-Final fine-tune: `autoprune.finetuning.finetune` from the pruned weights, `--epochs` full epochs (2), SGD lr
+Final fine-tune: `autoprune.toolbox.finetune.finetune` from the pruned weights, `--epochs` full epochs (2), SGD lr
 0.01, cosine, best held-out epoch kept; seeds 0, 1, 2 of the fine-tune (and of the search, for the searching
 methods). The finalists' rungs only select a policy: the final fine-tune starts from the winner's pruned weights
 like every baseline's, so the pipeline's model gets no training the baselines do not, and rows with the
@@ -42,15 +42,17 @@ import numpy as np
 import torch
 
 import autoprune
+from autoprune.app.loop import run_search
 from autoprune.budget import Budget
 from autoprune.data import load_data
 from autoprune.engine import analyse, count_cost
 from autoprune.evaluation import Evaluator, policy_hash
-from autoprune.finetuning import finetune
 from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
-from autoprune.searchers import TrialStore, make_searcher, run_search
+from autoprune.run.store import TrialStore
+from autoprune.searchers import make_searcher
 from autoprune.searchers.baselines import baseline_policies
+from autoprune.toolbox.finetune import finetune
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("uniform", "tp_global", "tp_isomorphic", "sensitivity", "searcher", "pipeline")

@@ -34,11 +34,11 @@ import torch_pruning as tp  # noqa: E402
 from results_table import RESULTS, write_results  # noqa: E402
 from torch import nn  # noqa: E402
 
-from autoprune.api import STORE_NAME, execute_search, prepare_search  # noqa: E402
-from autoprune.config import ExperimentConfig  # noqa: E402
+from autoprune.app.pipeline import STORE_NAME, execute_search, prepare_search  # noqa: E402
 from autoprune.engine import count_cost  # noqa: E402
 from autoprune.evaluation import recalibrate_batchnorm  # noqa: E402
-from autoprune.searchers import TrialStore  # noqa: E402
+from autoprune.run.store import TrialStore  # noqa: E402
+from autoprune.settings import ExperimentConfig  # noqa: E402
 from autoprune.training import accuracy, train  # noqa: E402
 
 ROWS = RESULTS / "compare_runs"
@@ -117,7 +117,7 @@ def torch_pruning_global(model: str, budget: str, seed: int, epochs: int) -> dic
         lo, hi = (lo, mid) if count_cost(pruned(mid), x).macs <= limit else (mid, hi)
     net = pruned(hi).eval()
     assert net(x).shape == dense(x).shape, "the classifier must keep its outputs"
-    recalibrate_batchnorm(net, (b for b, _ in evaluator.train_batches[: evaluator.recalibration_batches]))
+    recalibrate_batchnorm(net, (b for b, _ in evaluator.train_batches[: evaluator.settings.recalibration_batches]))
     net.eval()
     test_before = accuracy(net, prepared.data.loader("test", batch_size=500))
     heldout = accuracy(net, evaluator.heldout)

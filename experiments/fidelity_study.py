@@ -2,7 +2,7 @@
 
 Candidates: the top distinct policies of real searches (TPE, annealing, GA; 100 evaluations each) plus random
 policies, for each model at 0.25 flops. Truth: held-out accuracy (all 5,000 images) after the fixed final
-fine-tune (`autoprune.finetuning.finetune`: 2 full epochs, SGD lr 0.01, cosine, best epoch kept), the same for
+fine-tune (`autoprune.toolbox.finetune.finetune`: 2 full epochs, SGD lr 0.01, cosine, best epoch kept), the same for
 every candidate. Scores, each with its measured cost per candidate:
 - `recal_acc`: accuracy after BatchNorm recalibration (the search's score today), 2,000 held-out images;
 - `recal_loss`: the recalibrated model's cross-entropy on them (negated: higher is better);
@@ -41,10 +41,11 @@ from autoprune.budget import Budget
 from autoprune.data import load_data
 from autoprune.engine import analyse
 from autoprune.evaluation import Evaluator, policy_hash
-from autoprune.finetuning import finetune
 from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
-from autoprune.searchers import TrialStore, make_searcher
+from autoprune.run.store import TrialStore
+from autoprune.searchers import make_searcher
+from autoprune.toolbox.finetune import finetune
 
 RESULTS = Path(__file__).parent / "results"
 OUT_JSON, OUT_MD = RESULTS / "fidelity_study.json", RESULTS / "fidelity_study.md"
@@ -84,7 +85,7 @@ def candidates(model: str, space: SearchSpace) -> list[dict]:
                                                               "search_score": result.score})
                 entry["search_score"] = max(entry["search_score"], result.score)
     ranked = sorted(found.values(), key=lambda c: -c["search_score"])[:TOP]
-    randoms = make_searcher("random", space, seed=123).ask(RANDOM)
+    randoms = [p.policy for p in make_searcher("random", space, seed=123).ask(RANDOM)]
     ranked += [{"policy": list(p), "origin": "random", "search_score": None} for p in randoms]
     uniform = space.project(space.uniform(1.0))
     ranked.append({"policy": uniform, "origin": "uniform", "search_score": None})

@@ -19,20 +19,22 @@ def test_a_resume_with_any_changed_setting_is_refused_and_new_settings_are_check
     import pytest
     from pydantic import Field
 
-    from autoprune.config import ExperimentConfig
     from autoprune.errors import UserError
+    from autoprune.settings import ExperimentConfig
 
     out = tmp_path / "run"
     quick = {"agent": "random", "evals": 2, "finalists": 0, "finetune_epochs": 0, "heldout_images": 200}
     autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, **quick)
     # settings the hand-kept fingerprint once forgot: a resume would have mixed rungs of two lengths
-    for changed in ({"finalist_rungs": [0.2, 0.4]}, {"finalist_margin": 0.02}, {"finalist_sensitivity": []}):
+    # and a scoring setting, defined once for the Evaluator and the experiment: the candidates' learning rate
+    for changed in ({"finalist_rungs": [0.2, 0.4]}, {"finalist_margin": 0.02}, {"finalist_sensitivity": []},
+                    {"candidate_lr": 0.02}):
         with pytest.raises(UserError, match=f"different settings \\({next(iter(changed))}\\)"):
             autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True,
                              **quick, **changed)
-    # how a run computes may change: more evaluations, another device
+    # how a run computes may change: more evaluations, another device, another final fine-tune
     more = autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True,
-                            **{**quick, "evals": 3}, device="cpu")
+                            **{**quick, "evals": 3}, device="cpu", finetune_lr=0.02)
     assert more.best.feasible
 
     class Extended(ExperimentConfig):

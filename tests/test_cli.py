@@ -76,7 +76,7 @@ def test_every_search_flag_is_a_setting_and_its_help_states_the_settings_default
     import inspect
 
     from autoprune.cli.search_commands import search
-    from autoprune.config import ExperimentConfig
+    from autoprune.settings import ExperimentConfig
 
     flags = set(inspect.signature(search).parameters) - {"config", "resume"}  # the file and the mode, not settings
     assert flags <= set(ExperimentConfig.model_fields), flags - set(ExperimentConfig.model_fields)

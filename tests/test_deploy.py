@@ -17,10 +17,10 @@ import autoprune
 from autoprune.engine import count_cost
 from autoprune.engine.unstructured import magnitude_prune, make_permanent, prunable_layers
 from autoprune.errors import UserError
-from autoprune.exporting import onnx_macs
-from autoprune.finetuning import finetune
 from autoprune.models import example_input
 from autoprune.models.slim_checkpoint import save_slim
+from autoprune.run.export import onnx_macs
+from autoprune.toolbox.finetune import finetune
 from autoprune.training import accuracy, distillation_loss
 
 

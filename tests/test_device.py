@@ -120,7 +120,7 @@ def test_metrics_get_their_batches_on_the_models_device(trained_digits_resnet, d
 
 def test_gpu_shares_are_checked_before_anything_starts(trained_digits_resnet, digits, tmp_path: Path) -> None:
     import autoprune
-    from autoprune.sweep.runner import sweep_device
+    from autoprune.app.sweep.runner import sweep_device
 
     with pytest.raises(UserError, match="not a fraction of one GPU"):
         autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", workers=2, gpus_per_worker=1.5,

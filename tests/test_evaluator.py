@@ -10,9 +10,10 @@ from torch import nn
 
 from autoprune.budget import Budget
 from autoprune.engine import analyse, count_cost
-from autoprune.errors import UserError
+from autoprune.errors import InputError, UserError
 from autoprune.evaluation import Evaluator, policy_hash, recalibrate_batchnorm
 from autoprune.models import example_input
+from autoprune.settings import ExperimentConfig
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,13 @@ def test_broken_user_callables_become_clear_errors(analysis, digits) -> None:
         Evaluator(analysis, digits, Budget.parse("1flops"), reward=nan_reward, heldout_images=50)([1.0] * 12)
     with pytest.raises(UserError, match="metric .*crashing_metric raised RuntimeError: disk full"):
         Evaluator(analysis, digits, Budget.parse("1flops"), metric=crashing_metric, heldout_images=50)([1.0] * 12)
+
+
+def test_scoring_settings_are_validated_where_they_are_defined(analysis, digits) -> None:
+    """The Evaluator takes the experiment's scoring settings by name: a misspelt or bad one is an InputError."""
+    with pytest.raises(InputError, match="evaluator: heldout_imgs: Extra inputs are not permitted"):
+        Evaluator(analysis, digits, Budget.parse("1flops"), heldout_imgs=50)
+    with pytest.raises(InputError, match="evaluator: candidate_lr: Input should be greater than 0"):
+        Evaluator(analysis, digits, Budget.parse("1flops"), candidate_lr=0)
+    assert Evaluator(analysis, digits, Budget.parse("1flops"), heldout_images=50).settings.candidate_lr == \
+        ExperimentConfig().candidate_lr

@@ -18,11 +18,13 @@ import pytest
 import torch
 
 import autoprune
+from autoprune.app.finalists import Finalist, choose_finalists, run_finalists
+from autoprune.app.loop import run_search
 from autoprune.evaluation import policy_hash
+from autoprune.run.store import TrialStore
 from autoprune.runtime.local import InProcessRuntime
-from autoprune.searchers import TrialStore, make_searcher, run_search
+from autoprune.searchers import make_searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
-from autoprune.searchers.finalists import Finalist, choose_finalists, run_finalists
 from autoprune.searchers.threshold import _drop_at, _least_keep
 from tests.processes import wait_for
 
@@ -118,9 +120,9 @@ def test_a_searcher_given_a_start_policy_proposes_it_first(setup, agent) -> None
     start = baseline_policies(space)["global"]
     searcher = make_searcher(agent, space, seed=3)
     searcher.start_from([start])
-    first = searcher.ask(4)[0]
+    first = searcher.ask(4)[0].policy
     assert first == pytest.approx(start, abs=1e-6) and space.feasible(first)
-    unstarted = make_searcher(agent, space, seed=3).ask(4)[0]
+    unstarted = make_searcher(agent, space, seed=3).ask(4)[0].policy
     assert unstarted != pytest.approx(first)
 
 
@@ -288,8 +290,8 @@ def test_bad_finalist_settings_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_the_policy_hash_of_a_baseline_matches_its_stored_result(setup, tmp_path) -> None:
+    from autoprune.app.finalists import policy_results
     from autoprune.runtime import InProcessRuntime
-    from autoprune.searchers.finalists import policy_results
 
     space, evaluator = setup
     store = TrialStore(tmp_path / "b.sqlite")

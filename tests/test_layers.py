@@ -4,20 +4,24 @@ or hidden in a function body (README, "Architecture")."""
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
+
+import pytest
 
 import autoprune
 
 PACKAGE = Path(autoprune.__file__).parent
 LAYERS = [  # bottom to top; the README's architecture section lists the same
-    {"errors", "files", "bisection", "signals", "device", "budget", "config", "data", "models", "training"},
+    {"errors", "files", "bisection", "signals", "device", "budget", "settings", "data", "models", "training"},
     {"engine"},
     {"evaluation"},
     {"problem"},
     {"runtime"},
     {"searchers"},
-    {"rundir", "reports", "exporting", "finetuning", "sensitivity", "schedules", "pruning"},
-    {"api", "sweep"},
+    {"run"},
+    {"toolbox"},
+    {"app"},
     {"cli", "__init__"},
 ]
 
@@ -47,3 +51,28 @@ def test_every_module_imports_only_its_own_layer_or_lower_ones() -> None:
     top_level = {p.name.removesuffix(".py") for p in PACKAGE.iterdir() if p.suffix == ".py" or
                  (p.is_dir() and (p / "__init__.py").is_file())}
     assert top_level == set().union(*LAYERS)  # every part has its layer
+
+
+def module_name(path: Path) -> str:
+    parts = ("autoprune", *path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle between modules, counting imports hidden in function bodies (a package's __init__ counts
+    as the package)."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("autoprune"):
+                submodules = {f"{node.module}.{alias.name}" for alias in node.names} & modules.keys()
+                imported |= submodules or {node.module}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names if alias.name in modules}
+        graph[name] = imported - {name}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as cycle:
+        pytest.fail("import cycle: " + " imports ".join(reversed(cycle.args[1])))  # listed importer last

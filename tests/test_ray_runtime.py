@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import ray
 
+from autoprune.app.loop import run_search
+from autoprune.run.store import TrialStore
 from autoprune.runtime.ray_pool import RayRuntime, start_or_join_ray
-from autoprune.searchers import TrialStore, make_searcher, run_search
+from autoprune.searchers import make_searcher
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +176,9 @@ from autoprune.evaluation import Evaluator
 from autoprune.models import example_input, load_model
 from autoprune.runtime.ray_pool import RayRuntime
 from autoprune.problem import SearchSpace
-from autoprune.searchers import TrialStore, make_searcher, run_search
+from autoprune.app.loop import run_search
+from autoprune.run.store import TrialStore
+from autoprune.searchers import make_searcher
 
 def unnamed_threads():  # native threads that never named themselves (Ray's metric exporters among them)
     return sum(open(f"/proc/self/task/{t}/comm").read().strip() == "python" for t in os.listdir("/proc/self/task"))

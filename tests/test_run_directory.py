@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from autoprune.rundir import run_lock
+from autoprune.run.directory import run_lock
 
 
 def cli(*args: str) -> list[str]:
@@ -129,7 +129,7 @@ def test_the_lock_is_released_when_its_process_dies(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
-                               "from autoprune.rundir import run_lock\nwith run_lock(Path(sys.argv[1])):\n"
+                               "from autoprune.run.directory import run_lock\nwith run_lock(Path(sys.argv[1])):\n"
                                "    print('held', flush=True); sys.stdin.read()", str(out)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

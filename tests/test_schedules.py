@@ -18,8 +18,8 @@ from autoprune.engine.unstructured import (
     threshold_prune,
 )
 from autoprune.errors import UserError
-from autoprune.schedules import ScheduleConfig, load_schedule, overall_sparsity, run_schedule, runner
-from autoprune.schedules.formulas import (
+from autoprune.toolbox.schedules import ScheduleConfig, load_schedule, overall_sparsity, run_schedule, runner
+from autoprune.toolbox.schedules.formulas import (
     agp_sparsity,
     is_pruning_step,
     lottery_round_fraction,

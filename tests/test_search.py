@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoprune.app.loop import run_search
 from autoprune.engine import count_cost
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator
-from autoprune.searchers import AGENTS, TrialStore, make_searcher, run_search
+from autoprune.run.store import TrialStore
+from autoprune.searchers import AGENTS, make_searcher
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ class Counting:
 def test_every_searcher_proposes_feasible_policies_on_the_budget(setup, name: str) -> None:
     space, _ = setup
     searcher = make_searcher(name, space, seed=3)
-    policies = searcher.ask(3)
+    policies = [p.policy for p in searcher.ask(3)]
     assert policies
     for policy in policies:
         assert space.feasible(policy)
@@ -49,7 +51,7 @@ def test_every_searcher_proposes_feasible_policies_on_the_budget(setup, name: st
 
 def test_seeds_make_searches_reproducible(setup) -> None:
     space, _ = setup
-    a, b, c = (make_searcher("random", space, seed=s).ask(2) for s in (1, 1, 2))
+    a, b, c = ([p.policy for p in make_searcher("random", space, seed=s).ask(2)] for s in (1, 1, 2))
     assert a == b and a != c
     with pytest.raises(UserError, match="unknown agent"):
         make_searcher("ppo", space)
@@ -136,7 +138,7 @@ def test_stored_policies_rebuild_to_exactly_the_evaluated_model(setup, tmp_path:
 
 def test_store_from_before_screening_still_resumes(setup, tmp_path: Path) -> None:
     """Stores written before the `complete` column existed open, keep their rows and count them as fully scored."""
-    from autoprune.searchers.store import _SCHEMA
+    from autoprune.run.store import _SCHEMA
 
     space, evaluator = setup
     path = tmp_path / "old.sqlite"
@@ -162,12 +164,12 @@ def test_repeated_policies_are_told_again_but_not_counted_or_evaluated_twice(set
     class Repeating(RandomSearcher):
         told = 0
 
-        def ask(self, n: int) -> list[list[float]]:
-            fresh = super().ask(1)
+        def propose(self, n: int) -> list[tuple[list[float], None]]:
+            fresh = super().propose(1)
             return fresh + fresh  # every batch asks one new policy twice
 
-        def tell(self, policies, results) -> None:
-            self.told += len(results)
+        def learn(self, told) -> None:
+            self.told += len(told)
 
     space, evaluator = setup
     counting = Counting(evaluator)

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoprune.api import prepare_search
-from autoprune.config import ExperimentConfig
+from autoprune.app.pipeline import prepare_search
 from autoprune.engine.unstructured import prunable_layers
 from autoprune.errors import UserError
-from autoprune.sensitivity import (
+from autoprune.settings import ExperimentConfig
+from autoprune.toolbox.sensitivity import (
     parse_levels,
     sensitivity_analysis,
     tolerated_keep,
@@ -60,9 +60,9 @@ def test_filter_analysis_bounds_a_search_space(tmp_path: Path) -> None:
     lower = dict(zip([g.name for g in prepared.space.analysis.groups], prepared.space.lower, strict=True))
     assert lower["conv1"] == 0.5 and lower["layers.0.conv1"] == 1.0 and lower["layers.1.conv1"] == 0.05
     for _ in range(3):
-        policy = prepared.searcher.ask(1)[0]
-        assert all(p >= lo - 1e-9 for p, lo in zip(policy, prepared.space.lower, strict=True))
-        prepared.searcher.tell([policy], [prepared.evaluator(policy)])
+        proposal = prepared.searcher.ask(1)[0]
+        assert all(p >= lo - 1e-9 for p, lo in zip(proposal.policy, prepared.space.lower, strict=True))
+        prepared.searcher.tell({proposal.trial: prepared.evaluator(proposal.policy)})
     table.write_text("sense,layer,sparsity,score,loss\nelement,conv1,0.0,0.99,0.1\n")
     with pytest.raises(UserError, match="filter sensitivity"):
         tolerated_keep(table, 0.02)

@@ -19,7 +19,7 @@ from autoprune.engine import analyse, count_cost
 from autoprune.errors import UserError
 from autoprune.models import build_model, example_input, load_model
 from autoprune.problem import SearchSpace
-from autoprune.pruning import global_threshold_policy
+from autoprune.toolbox.prune import global_threshold_policy
 from autoprune.training import train
 
 

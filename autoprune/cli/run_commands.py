@@ -24,7 +24,7 @@ def finetune(
     """Fine-tune a run's best slim model; keeps the epoch with the best held-out score (finetuned.pt)."""
     from rich.console import Console
 
-    from autoprune.finetuning import finetune_run
+    from autoprune.toolbox.finetune import finetune_run
 
     console = Console()
     outcome = finetune_run(run_dir, epochs, lr=lr, distill=distill, data_dir=str(data_dir) if data_dir else None,
@@ -47,7 +47,7 @@ def export(
     """Export a run's slim model (fine-tuned if it was) and check the file against it: MACs and outputs."""
     from rich.console import Console
 
-    from autoprune.exporting import export_run
+    from autoprune.run.export import export_run
 
     check = export_run(run_dir, fmt, data_dir=str(data_dir) if data_dir else None, out=out, device=device)
     Console().print(f"wrote {check.path} ({fmt}): {check.macs / 1e6:.2f} M MACs as the model; outputs on 16 test "
@@ -57,6 +57,6 @@ def export(
 @app.command()
 def report(run_dir: RunDirArg) -> None:
     """Re-create a run's report.md and its figures from its store and best.json."""
-    from autoprune.reports import write_run_report
+    from autoprune.run.report import write_run_report
 
     print(f"wrote {write_run_report(run_dir)}")

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from autoprune.cli.app import DataDirOpt, WeightsOpt, app
-from autoprune.config import ExperimentConfig
 from autoprune.errors import SearchInterrupted
+from autoprune.settings import ExperimentConfig
 
 DEFAULTS = ExperimentConfig()  # the help's defaults: the settings' own
 
@@ -61,8 +61,8 @@ def search(
 ) -> None:
     """Search a per-group pruning policy that meets the budget with the best held-out accuracy."""
     flags = dict(locals())
-    from autoprune.api import execute_search, prepare_search
-    from autoprune.config import load_experiment
+    from autoprune.app.pipeline import execute_search, prepare_search
+    from autoprune.settings import load_experiment
     from autoprune.signals import sigterm_interrupts
 
     overrides = {name: str(value) if isinstance(value, Path) else value  # each flag is named as its setting
@@ -92,7 +92,7 @@ def sweep(
     """Run a grid of searches (models x budgets x agents x seeds) as Ray tasks; write a summary and a Pareto plot."""
     from rich.console import Console
 
-    from autoprune.sweep import load_sweep, run_sweep
+    from autoprune.app.sweep import load_sweep, run_sweep
 
     console = Console()
     settings = load_sweep(config)

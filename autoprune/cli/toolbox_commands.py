@@ -58,8 +58,8 @@ def prune(
     from autoprune.device import resolve_device
     from autoprune.models import load_model, save_checkpoint
     from autoprune.models.slim_checkpoint import save_slim
-    from autoprune.pruning import prune_model
-    from autoprune.schedules import load_schedule
+    from autoprune.toolbox.prune import prune_model
+    from autoprune.toolbox.schedules import load_schedule
 
     if out.is_dir():
         raise InputError(f"--out {str(out)!r} is a directory; give a file path such as {str(out / 'pruned.pt')!r}")
@@ -117,7 +117,7 @@ def sensitivity(
     from autoprune.data import load_data
     from autoprune.device import resolve_device
     from autoprune.models import load_model
-    from autoprune.sensitivity import parse_levels, sensitivity_analysis, write_sensitivity
+    from autoprune.toolbox.sensitivity import parse_levels, sensitivity_analysis, write_sensitivity
 
     if out.is_file():
         raise InputError(f"--out {str(out)!r} is a file; give a directory")

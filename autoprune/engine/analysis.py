@@ -13,8 +13,8 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.device import to_model_device
-from autoprune.engine.criteria import get_criterion, score_group
-from autoprune.engine.data_criteria import DATA_CRITERIA, data_scores
+from autoprune.engine.criteria import get_criterion, needs_data, score_group
+from autoprune.engine.data_criteria import data_scores
 from autoprune.engine.slim import (
     ChannelGroup,
     LayerEdit,
@@ -100,7 +100,7 @@ class Analysis:
     def rank(self, criterion: str, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
         """Re-score every group's channels with another criterion (changes which channels go, not how many).
         Data criteria (apoz, mean_activation, taylor) are measured on `batches` of (x, y)."""
-        if criterion in DATA_CRITERIA:
+        if needs_data(criterion):
             if batches is None:
                 raise InputError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
             for group, scores in zip(self.groups, data_scores(self.model, self.groups, batches, criterion),
@@ -128,10 +128,9 @@ def analyse(
 ) -> Analysis:
     """Channel groups of `model` traced on `example_input`; output layers and unhandled layers are skipped.
     `batches` (x, y) feed the data criteria (apoz, mean_activation, taylor). Traced on the model's device."""
-    if criterion in DATA_CRITERIA and batches is None:
+    measured_on_data = needs_data(criterion)  # an unknown name fails before tracing
+    if measured_on_data and batches is None:
         raise InputError(f"criterion {criterion!r} is measured on data: pass batches of (x, y)")
-    if criterion not in DATA_CRITERIA:
-        get_criterion(criterion)  # an unknown name fails before tracing
     if round_to < 1:
         raise InputError(f"round_to must be a positive integer, got {round_to}")
     _refuse_unsupported(model)
@@ -139,11 +138,11 @@ def analyse(
     was_training = model.training
     model.eval()  # trace without touching BatchNorm statistics
     try:
-        analysis = _analyse_in_eval_mode(model, example_input, criterion if criterion not in DATA_CRITERIA else "l1",
+        analysis = _analyse_in_eval_mode(model, example_input, "l1" if measured_on_data else criterion,
                                          round_to, ignored_layers)
     finally:
         model.train(was_training)
-    if criterion in DATA_CRITERIA:
+    if measured_on_data:
         analysis.rank(criterion, batches)
     return analysis
 

@@ -9,8 +9,8 @@ Each is read at the outputs of a group's BatchNorm layers (its convs where it ha
 - `taylor` (Molchanov et al. 2017): |activation × gradient of the loss|, averaged over positions, then over
   images: the first-order estimate of the loss change when the channel is removed.
 
-Written here because Torch-Pruning's Taylor importance works on weights × weight gradients, not activations,
-and it has neither APoZ nor mean activation.
+Registered by name in autoprune.engine.criteria. Written here because Torch-Pruning's Taylor importance works on
+weights × weight gradients, not activations, and it has neither APoZ nor mean activation.
 """
 
 from __future__ import annotations
@@ -23,12 +23,6 @@ from torch import Tensor, nn
 
 from autoprune.device import to_model_device
 from autoprune.engine.slim import ChannelGroup
-
-DATA_CRITERIA = {
-    "apoz": "1 - average percentage of zeros of the channel's activations after ReLU (Hu et al. 2016)",
-    "mean_activation": "mean of the channel's activations after ReLU",
-    "taylor": "first-order Taylor: |activation x gradient| per channel (Molchanov et al. 2017)",
-}
 
 
 def _measurement_points(model: nn.Module, group: ChannelGroup) -> list:

@@ -3,7 +3,7 @@ scores it on the held-out split and turns the result into a reward.
 
 Multi-fidelity: with `screen_images` set, a caller may pass a `screen_threshold`; the candidate is then scored on
 that many held-out images first and on the whole split only if the screening score reaches the threshold
-(autoprune.searchers.screening decides the threshold).
+(autoprune.evaluation.screening decides the threshold).
 
 Training fidelity: `train_steps=N` fine-tunes the recalibrated slim model for N SGD steps (the fine-tune recipe of
 autoprune.training, distilled from the dense model when `distill` is set) before scoring it. Accuracy right
@@ -21,6 +21,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,7 @@ from autoprune.engine.slim import Policy, policy_ratios
 from autoprune.errors import AutopruneError, UserFunctionError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
 from autoprune.evaluation.result import Result, policy_hash
+from autoprune.settings import ScoringSettings, validated
 from autoprune.training import Loss, Metric, accuracy, train
 
 Reward = Callable[[Result], float]
@@ -59,50 +61,43 @@ class Evaluator:
         budget: Budget,
         metric: Metric = top1_accuracy,
         reward: Reward = score_if_feasible,
-        heldout_images: int = 2000,
-        recalibration_batches: int = 8,
-        finetune_steps: int = 0,
-        batch_size: int = 250,
-        finetune_lr: float = 0.01,
-        seed: int = 0,
-        screen_images: int = 0,
-        distill: bool = False,
         loss: Loss | None = None,
         device: str | torch.device = "auto",
-        amp: str = "off",
+        distill: bool = False,
+        batch_size: int = 250,
+        **scoring: Any,
     ) -> None:
-        check_amp(amp)
+        """`scoring`: the ScoringSettings (heldout_images, recalibration_batches, finetune_steps, candidate_lr,
+        screen_images, amp, seed), validated there and defaulted there; `distill`: the short fine-tunes of
+        `train` distil from the dense model."""
+        check_amp(scoring.get("amp", "off"))  # its own message lists the choices
+        self.settings = s = validated(ScoringSettings, scoring, "evaluator")
         self.device = resolve_device(device)
-        self.amp = amp
         self.analysis = analysis.to(self.device)
         self.data = data  # the training split, for training-fidelity scores (train_steps)
         self.distill = distill
         self.loss = loss  # training's loss (None: smoothed cross-entropy), for train_steps and finetune_steps
-        self.seed = seed
         self.budget = budget
         self.metric = metric
         self.reward = reward
-        self.finetune_steps = finetune_steps
-        self.finetune_lr = finetune_lr
         x = self.analysis.example_input
         self.example_input = x
         dense = count_cost(analysis.model, x)
         self.dense_macs, self.dense_params = dense.macs, dense.params
-        self.heldout = place_batches(list(data.loader("heldout", batch_size=batch_size, limit=heldout_images)),
+        self.heldout = place_batches(list(data.loader("heldout", batch_size=batch_size, limit=s.heldout_images)),
                                      self.device)
-        self.screen = self.heldout[: math.ceil(screen_images / batch_size)] if screen_images else []
-        train_steps = max(recalibration_batches, finetune_steps)
-        train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=seed)
+        self.screen = self.heldout[: math.ceil(s.screen_images / batch_size)] if s.screen_images else []
+        train_steps = max(s.recalibration_batches, s.finetune_steps)
+        train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=s.seed)
         self.train_batches = place_batches([b for _, b in zip(range(train_steps), train, strict=False)], self.device)
-        self.recalibration_batches = recalibration_batches
         self.measure_latency = budget.limit("latency") is not None
 
     def build(self, policy: Policy) -> nn.Module:
         """The slim model exactly as it is scored: pruned, BN-recalibrated and (if set) briefly fine-tuned."""
         slim = self.analysis.apply(policy).eval()
-        if self.recalibration_batches:
-            recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[: self.recalibration_batches]))
-        if self.finetune_steps:
+        if self.settings.recalibration_batches:
+            recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[: self.settings.recalibration_batches]))
+        if self.settings.finetune_steps:
             self._finetune(slim)
         return slim.eval()
 
@@ -135,7 +130,7 @@ class Evaluator:
 
     def score(self, slim: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
         """The metric of a built slim model on `batches`, without autograd, in the evaluator's precision."""
-        with torch.inference_mode(), scoring_precision(self.device, self.amp):
+        with torch.inference_mode(), scoring_precision(self.device, self.settings.amp):
             return _call_user(self.metric, "metric", slim, batches)
 
     def to(self, device: str | torch.device) -> Evaluator:
@@ -165,18 +160,19 @@ class Evaluator:
 
     def train(self, slim: nn.Module, steps: int) -> nn.Module:
         """Fine-tune a built slim model in place for `steps` SGD steps: the recipe of the final fine-tune
-        (autoprune.finetuning) with its schedule compressed into the steps, the same data order for every policy
+        (autoprune.toolbox.finetune) with its schedule compressed into the steps, the same data order for every policy
         (seeded), distilled from the dense model when `distill` is set."""
         teacher = self.analysis.model if self.distill else None
-        train(slim, self.data, epochs=0, steps=steps, lr=self.finetune_lr, seed=self.seed, teacher=teacher,
+        train(slim, self.data, epochs=0, steps=steps, lr=self.settings.candidate_lr, seed=self.settings.seed,
+              teacher=teacher,
               loss=self.loss)
         return slim.eval()
 
     def _finetune(self, slim: nn.Module) -> None:
         """A few SGD steps on training batches: enough to re-rank candidates that collapse right after pruning."""
         slim.train()
-        optimizer = torch.optim.SGD(slim.parameters(), lr=self.finetune_lr, momentum=0.9)
-        for x, y in self.train_batches[: self.finetune_steps]:
+        optimizer = torch.optim.SGD(slim.parameters(), lr=self.settings.candidate_lr, momentum=0.9)
+        for x, y in self.train_batches[: self.settings.finetune_steps]:
             loss = (self.loss or F.cross_entropy)(slim(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -25,7 +25,7 @@ class SearchSpace:
     def __init__(self, analysis: Analysis, budget: Budget, min_keep: float = 0.05, max_keep: float = 1.0,
                  group_min_keep: Mapping[str, float] | None = None) -> None:
         """`group_min_keep` raises the least some groups may keep ({group name: keep ratio}), e.g. from a
-        sensitivity analysis (autoprune.sensitivity.tolerated_keep)."""
+        sensitivity analysis (autoprune.toolbox.sensitivity.tolerated_keep)."""
         if not 0 < min_keep <= max_keep <= 1:
             raise InputError(f"keep-ratio bounds must satisfy 0 < min_keep <= max_keep <= 1, got {min_keep}, "
                              f"{max_keep}")

@@ -1,9 +1,7 @@
-"""Search over pruning policies: searchers, the trial store and the search loop (the space: autoprune.problem)."""
+"""The search algorithms behind one ask/tell interface, and their registry by agent name (the problem they search:
+autoprune.problem; the loop that drives them: autoprune.app.loop)."""
 
-from autoprune.searchers.base import Searcher
-from autoprune.searchers.loop import SearchOutcome, run_search
+from autoprune.searchers.base import Proposal, Searcher
 from autoprune.searchers.registry import AGENTS, make_searcher, searcher_class
-from autoprune.searchers.store import TrialStore
 
-__all__ = ["AGENTS", "SearchOutcome", "Searcher", "TrialStore", "make_searcher", "run_search",
-           "searcher_class"]
+__all__ = ["AGENTS", "Proposal", "Searcher", "make_searcher", "searcher_class"]

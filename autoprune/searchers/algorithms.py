@@ -9,9 +9,8 @@ import numpy as np
 from pydantic import Field
 
 from autoprune.errors import InputError
-from autoprune.evaluation import Result
 from autoprune.problem.space import SearchSpace
-from autoprune.searchers.base import Searcher, SearcherSettings
+from autoprune.searchers.base import Searcher, SearcherSettings, Told
 
 
 class UniformSearcher(Searcher):
@@ -19,11 +18,11 @@ class UniformSearcher(Searcher):
 
     name = "uniform"
 
-    def ask(self, n: int) -> list[list[float]]:
-        if self.done or n < 1:
+    def propose(self, n: int) -> list[tuple[list[float], None]]:
+        if self.done:
             return []
         self.done = True
-        return [self.space.project(self.space.uniform(1.0))]
+        return [(self.space.project(self.space.uniform(1.0)), None)]
 
 
 class RandomSearcher(Searcher):
@@ -32,8 +31,8 @@ class RandomSearcher(Searcher):
     name = "random"
     ask_ahead = 4  # proposals ignore results: a batch of 4 per worker keeps every worker busy until its tail
 
-    def ask(self, n: int) -> list[list[float]]:
-        return [self.space.project(self.rng.uniform(self.space.lower, self.space.upper)) for _ in range(n)]
+    def propose(self, n: int) -> list[tuple[list[float], None]]:
+        return [(self.space.project(self.rng.uniform(self.space.lower, self.space.upper)), None) for _ in range(n)]
 
 
 class AnnealSearcher(Searcher):
@@ -62,28 +61,27 @@ class AnnealSearcher(Searcher):
         self.min_step = self.settings.min_step
         self.chains: list[tuple[list[float], float]] = []  # each chain's current policy and its reward
 
-    def ask(self, n: int) -> list[list[float]]:
+    def propose(self, n: int) -> list[tuple[list[float], int | None]]:
+        """Each policy's note is the chain it moves (None: it starts a new chain)."""
         if not self.chains:  # start from the given policies (else the uniform one), then the first's neighbours
             starts = (self.starts or [self.space.project(self.space.uniform(1.0))])[:n]
-            return starts + [self._neighbour(starts[0]) for _ in range(n - len(starts))]
-        best = max(self.chains, key=lambda chain: chain[1])[0]  # more asked than chains: extra moves from the best
-        return [self._neighbour(self.chains[i][0] if i < len(self.chains) else best) for i in range(n)]
+            return [(p, None) for p in starts + [self._neighbour(starts[0]) for _ in range(n - len(starts))]]
+        best = max(self.chains, key=lambda chain: chain[1])[0]  # more asked than chains: extra chains from the best
+        return [(self._neighbour(self.chains[i][0]), i) if i < len(self.chains) else (self._neighbour(best), None)
+                for i in range(n)]
 
     def _neighbour(self, policy: Sequence[float]) -> list[float]:
         moved = np.asarray(policy) + self.rng.normal(0.0, self.step, self.space.size)
         return self.space.project(moved)
 
-    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
-        if not results:
+    def learn(self, told: list[Told]) -> None:
+        if not told:
             return
-        if not self.chains:
-            self.chains = [(list(p), r.reward) for p, r in zip(policies, results, strict=True)]
-        else:
-            for i, (policy, result) in enumerate(zip(policies, results, strict=True)):
-                if i >= len(self.chains):
-                    self.chains.append((list(policy), result.reward))
-                elif self._accept(result.reward, self.chains[i][1]):
-                    self.chains[i] = (list(policy), result.reward)
+        for policy, chain, result in told:
+            if chain is None:
+                self.chains.append((policy, result.reward))
+            elif self._accept(result.reward, self.chains[chain][1]):
+                self.chains[chain] = (policy, result.reward)
         self.temperature *= self.cooling
         self.step = max(self.min_step, self.step * self.cooling)
 

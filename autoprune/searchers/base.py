@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from autoprune.config import validated
 from autoprune.evaluation import Result
 from autoprune.problem.space import SearchSpace
+from autoprune.settings import validated
 
 
 class SearcherSettings(BaseModel):
@@ -27,12 +28,23 @@ class NoSettings(SearcherSettings):
     """A searcher without hyper-parameters."""
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A policy a searcher asks to have evaluated; its result is told back under the same `trial` number."""
+
+    trial: int
+    policy: list[float]
+
+
 class Searcher(ABC):
-    """Proposes policies (`ask`) and learns from their results (`tell`).
+    """Proposes policies (`ask`) and learns from their results (`tell`), each keyed by its trial number.
 
     Each searcher is deterministic given its seed and what it is told, so a resumed search can replay it from
-    the store (see autoprune.searchers.loop). Hyper-parameters are a pydantic `Settings` model, validated with
-    messages that name the field.
+    the store (see autoprune.app.loop). Results may be told in any grouping: the searcher learns from them in
+    the order it asked. Hyper-parameters are a pydantic `Settings` model, validated with messages that name the
+    field. An algorithm implements `propose` (policies, each with a note of its own: an Optuna trial, a genome, an
+    episode's transitions) and `learn` (the told results with those notes); the trial bookkeeping is done here,
+    once for all of them.
     """
 
     name: ClassVar[str] = "searcher"
@@ -49,15 +61,42 @@ class Searcher(ABC):
         self.rng = np.random.default_rng(seed)
         self.done = False  # True when the searcher has nothing left to propose
         self.starts: list[list[float]] = []  # known good policies to start from (start_from)
+        self._trials = 0  # trial numbers handed out so far
+        self._outstanding: dict[int, tuple[list[float], Any]] = {}  # asked, not yet told: policy and note
 
     @property
     def required_evals(self) -> int | None:
         """The fewest evaluations that can yield a policy on the budget, when more than one (probes first)."""
         return None
 
+    @property
+    def outstanding(self) -> int:
+        """How many asked policies are still waiting for their results."""
+        return len(self._outstanding)
+
+    def ask(self, n: int) -> list[Proposal]:
+        """Up to `n` feasible policies to evaluate next (fewer, or none, once `done` or while waiting)."""
+        proposals = []
+        for policy, note in self.propose(n) if n > 0 else []:
+            proposal = Proposal(self._trials, [float(x) for x in policy])
+            self._outstanding[proposal.trial] = (proposal.policy, note)
+            self._trials += 1
+            proposals.append(proposal)
+        return proposals
+
+    def tell(self, results: Mapping[int, Result]) -> None:
+        """Results by trial number, for any of the trials asked and not yet told."""
+        unknown = sorted(set(results) - set(self._outstanding))
+        if unknown:
+            raise ValueError(f"trials {unknown} were never asked for or were told already")
+        self.learn([Told(*self._outstanding.pop(trial), results[trial]) for trial in sorted(results)])
+
     @abstractmethod
-    def ask(self, n: int) -> list[list[float]]:
-        """Up to `n` feasible policies to evaluate next (fewer, or none, once `done`)."""
+    def propose(self, n: int) -> list[tuple[list[float], Any]]:
+        """Up to `n` (policy, note) pairs; the note comes back with the policy's result in `learn`."""
+
+    def learn(self, told: list[Told]) -> None:  # noqa: B027
+        """Learn from results, in the order their policies were asked for."""
 
     def start_from(self, policies: Sequence[Sequence[float]]) -> None:
         """Start the search from these policies (the pipeline hands over the best baseline allocation) instead
@@ -65,8 +104,13 @@ class Searcher(ABC):
         DDPG) ignore them."""
         self.starts = [self.space.project(p, grow=False) for p in policies]  # a feasible start stays as given
 
-    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:  # noqa: B027
-        """Results of the policies last asked for, in the same order."""
+
+class Told(NamedTuple):
+    """One result handed to `learn`: the policy as asked, the searcher's note from `propose`, the result."""
+
+    policy: list[float]
+    note: Any
+    result: Result
 
 
 class PrivateRandomState:

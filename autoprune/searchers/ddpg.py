@@ -23,10 +23,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from autoprune.evaluation import Result
 from autoprune.problem import CompressionEnv
 from autoprune.problem.space import SearchSpace
-from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings
+from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings, Told
 
 
 class BaselineReplayBuffer(ReplayBuffer):
@@ -89,7 +88,6 @@ class DDPGSearcher(Searcher):
             self.agent.set_logger(configure(None, [""]))
         self.episodes = 0  # episodes rolled out so far
         self._rewards_seen = 0
-        self._asked: list[list[tuple]] = []  # transitions of episodes asked for, not yet told
         self._vec: DummyVecEnv | None = None
 
     def _vec_env(self, n: int) -> DummyVecEnv:
@@ -139,19 +137,15 @@ class DDPGSearcher(Searcher):
         self.episodes += n
         return list(zip(policies, transitions, strict=True))
 
-    def ask(self, n: int) -> list[list[float]]:
-        if n < 1:
-            return []
+    def propose(self, n: int) -> list[tuple[list[float], list[tuple]]]:
+        """Each policy's note is its episode's transitions, stored with the reward once it is told."""
         with self._random.active():
-            episodes = self._episodes(n)
-        self._asked.extend(transitions for _, transitions in episodes)
-        return [policy for policy, _ in episodes]
+            return self._episodes(n)
 
-    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
-        told, self._asked = self._asked[: len(results)], self._asked[len(results):]
+    def learn(self, told: list[Told]) -> None:
         buffer: BaselineReplayBuffer = self.agent.replay_buffer
         with self._random.active():
-            for transitions, result in zip(told, results, strict=True):
+            for _, transitions, result in told:
                 reward = float(result.reward)
                 alpha = self.settings.baseline_alpha if self._rewards_seen else 0.0
                 buffer.baseline = alpha * buffer.baseline + (1 - alpha) * reward
@@ -161,5 +155,5 @@ class DDPGSearcher(Searcher):
                     buffer.add(observation[None], following[None], action, np.array([reward]), np.array([done]),
                                [{}])
             if self.episodes > self.settings.warmup_episodes:
-                steps = sum(len(t) for t in told)
+                steps = sum(len(t.note) for t in told)
                 self.agent.train(gradient_steps=steps, batch_size=self.settings.batch_size)

@@ -13,9 +13,8 @@ from deap import base, creator, tools
 from pydantic import Field
 
 from autoprune.errors import InputError
-from autoprune.evaluation import Result
 from autoprune.problem.space import SearchSpace
-from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings
+from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings, Told
 
 with warnings.catch_warnings():  # DEAP warns when a class is created twice (module reloads in tests)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -60,7 +59,6 @@ class GeneticSearcher(Searcher):
         self.generation = -1
         self.population: list = []  # the generation being evaluated (elites carry their fitness over)
         self._pending: list = []  # its individuals not yet asked for
-        self._asked: list = []  # asked for, not yet told
         self._known: dict[tuple, float] = {}  # fitness of every policy told so far: a repeat is never asked again
 
     def _individual(self, policy: Sequence[float]):
@@ -106,18 +104,17 @@ class GeneticSearcher(Searcher):
                 unknown.append(individual)
         return unknown
 
-    def ask(self, n: int) -> list[list[float]]:
+    def propose(self, n: int) -> list[tuple[list[float], list]]:
+        """Each policy's note is its individual, which its result's fitness is given to."""
         for _ in range(100):  # a generation of unchanged copies needs no evaluation: breed again
-            if self._pending or self._asked:
+            if self._pending or self.outstanding:
                 break
             self._next_generation()
         batch, self._pending = self._pending[:n], self._pending[n:]
-        self._asked.extend(batch)
-        return [list(i) for i in batch]
+        return [(list(i), i) for i in batch]
 
-    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
-        told, self._asked = self._asked[: len(results)], self._asked[len(results):]
-        for individual, result in zip(told, results, strict=True):
+    def learn(self, told: list[Told]) -> None:
+        for _, individual, result in told:
             individual.fitness.values = (result.reward,)
             self._known[tuple(individual)] = result.reward
         self._pending = self._unknown(self._pending)

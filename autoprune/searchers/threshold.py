@@ -22,9 +22,8 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from autoprune.bisection import bracket
-from autoprune.evaluation import Result
 from autoprune.problem.space import SearchSpace
-from autoprune.searchers.base import Searcher, SearcherSettings
+from autoprune.searchers.base import Searcher, SearcherSettings, Told
 
 
 class SensitivityThresholdSearcher(Searcher):
@@ -66,24 +65,24 @@ class SensitivityThresholdSearcher(Searcher):
         policy[group] = keep
         return policy
 
-    def ask(self, n: int) -> list[list[float]]:
-        if self.done or n < 1:
+    def propose(self, n: int) -> list[tuple[list[float], int | None]]:
+        """The probes in order, each noted with its index; once all are scored, the allocation (noted None)."""
+        if self.done:
             return []
         if self.asked < len(self.probes):
-            batch = self.probes[self.asked:self.asked + n]
-            self.asked += len(batch)
-            return [list(p) for p in batch]
-        if len(self.scores) < len(self.probes):  # waiting for results still out
+            batch = range(self.asked, min(self.asked + n, len(self.probes)))
+            self.asked = batch.stop
+            return [(list(self.probes[i]), i) for i in batch]
+        if self.outstanding:  # waiting for probe results still out
             return []
         self.done = True
         self.final = self.allocate()
-        return [self.final]
+        return [(self.final, None)]
 
-    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
-        first = self.asked - len(policies)
-        for offset, result in enumerate(results):
-            if first + offset < len(self.probes) and self.final is None:
-                self.scores[first + offset] = result.score
+    def learn(self, told: list[Told]) -> None:
+        for _, probe, result in told:
+            if probe is not None:
+                self.scores[probe] = result.score
 
     def allocate_from(self, scores: Sequence[float]) -> list[float]:
         """The allocated policy given every probe's score, in `probes` order: the same table and threshold when

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 import optuna
 from pydantic import Field
 
-from autoprune.evaluation import Result
 from autoprune.problem.space import SearchSpace
-from autoprune.searchers.base import Searcher, SearcherSettings
+from autoprune.searchers.base import Searcher, SearcherSettings, Told
 
 
 class TPESearcher(Searcher):
@@ -39,7 +38,6 @@ class TPESearcher(Searcher):
                                                  constant_liar=s.constant_liar)
         self.study = optuna.create_study(direction="maximize", sampler=sampler)
         self._names = [group.name for group in space.analysis.groups]
-        self._asked: list[optuna.Trial] = []
         self._started = 0  # start policies handed out (they are the study's first, enqueued trials)
 
     def start_from(self, policies: Sequence[Sequence[float]]) -> None:
@@ -48,7 +46,8 @@ class TPESearcher(Searcher):
         for policy in self.starts:
             self.study.enqueue_trial(dict(zip(self._names, policy, strict=True)))
 
-    def ask(self, n: int) -> list[list[float]]:
+    def propose(self, n: int) -> list[tuple[list[float], optuna.Trial]]:
+        """Each policy's note is the Optuna trial it was suggested in."""
         policies = []
         for _ in range(n):
             with warnings.catch_warnings():
@@ -56,15 +55,13 @@ class TPESearcher(Searcher):
                 trial = self.study.ask()
                 raw = [trial.suggest_float(name, float(lo), float(hi))
                        for name, lo, hi in zip(self._names, self.space.lower, self.space.upper, strict=True)]
-            self._asked.append(trial)
             if self._started < len(self.starts):  # an enqueued start: feasible as given
                 self._started += 1
-                policies.append(raw)
+                policies.append((raw, trial))
             else:
-                policies.append(self.space.project(raw))
+                policies.append((self.space.project(raw), trial))
         return policies
 
-    def tell(self, policies: Sequence[Sequence[float]], results: Sequence[Result]) -> None:
-        told, self._asked = self._asked[: len(results)], self._asked[len(results):]
-        for trial, result in zip(told, results, strict=True):
+    def learn(self, told: list[Told]) -> None:
+        for _, trial, result in told:
             self.study.tell(trial, result.reward)

@@ -157,7 +157,7 @@ def export_run(run_dir: Path, fmt: str, data_dir: str | None = None, out: Path |
     target = resolve_device(device)
     from autoprune.data import load_data
     from autoprune.models import load_checkpoint
-    from autoprune.rundir import EXPORT_DIR, model_path, read_summary, run_lock
+    from autoprune.run.directory import EXPORT_DIR, model_path, read_summary, run_lock
 
     check_format(fmt)
     read_summary(run_dir)

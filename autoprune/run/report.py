@@ -11,13 +11,13 @@ from autoprune.budget import Budget
 from autoprune.errors import RunDirectoryError
 from autoprune.evaluation import Result
 from autoprune.files import write_text
-from autoprune.reports.pareto import pareto_front
-from autoprune.rundir import FIGURES, FINETUNE_LOG, REPORT_NAME, STORE_NAME, RunSummary, read_summary, run_lock
+from autoprune.run.directory import FIGURES, FINETUNE_LOG, REPORT_NAME, STORE_NAME, RunSummary, read_summary, run_lock
+from autoprune.run.pareto import pareto_front
 
 
 def read_run(run_dir: Path) -> tuple[RunSummary, list[Result]]:
     """best.json and the stored evaluations of a finished run; a one-line error when either is missing."""
-    from autoprune.searchers.store import TrialStore
+    from autoprune.run.store import TrialStore
 
     summary = read_summary(run_dir)
     if not (run_dir / STORE_NAME).is_file():

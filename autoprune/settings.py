@@ -29,8 +29,24 @@ class SpaceConfig(BaseModel):
     tolerance: float = Field(0.02, ge=0)  # ... to 1 - its largest level that cost at most this much score
 
 
-class ExperimentConfig(BaseModel):
-    """One search: model, data, budget, searcher and evaluation settings."""
+class ScoringSettings(BaseModel):
+    """How every candidate is scored: held out, recalibrated, briefly trained. Defined once, here: the Evaluator
+    takes these and an experiment's settings include them."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0  # the training batches' order (and, in an experiment, the searcher's seed)
+    heldout_images: int = Field(2000, ge=1)
+    recalibration_batches: int = Field(8, ge=0)
+    finetune_steps: int = Field(0, ge=0)  # SGD steps per candidate before it is scored
+    # the learning rate of the candidates' short fine-tunes (finetune_steps) and of the finalists' rungs; the
+    # final fine-tune has its own (finetune_lr)
+    candidate_lr: float = Field(0.01, gt=0)
+    screen_images: int = Field(0, ge=0)  # multi-fidelity screening slice (0: off)
+    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast while scoring candidates (off: exact fp32 scores)
+
+
+class ExperimentConfig(ScoringSettings):
+    """One search: model, data, budget, searcher and evaluation settings (the scoring ones from ScoringSettings)."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = "resnet20"
@@ -42,10 +58,6 @@ class ExperimentConfig(BaseModel):
     agent_config: dict[str, Any] = Field(default_factory=dict)
     space: str = "default"
     evals: int = Field(30, ge=1)  # the search's evaluations (the finalists and the fine-tune come after)
-    seed: int = 0
-    heldout_images: int = Field(2000, ge=1)
-    recalibration_batches: int = Field(8, ge=0)
-    finetune_steps: int = Field(0, ge=0)
     finalists: int = Field(3, ge=0)  # the search's best distinct policies re-ranked by short fine-tunes (0: off)
     # successive halving: each rung's fine-tune, in epochs of the training split (Fashion-MNIST: 430 steps each)
     finalist_rungs: list[float] = Field(default_factory=lambda: [0.1, 0.3])
@@ -60,13 +72,11 @@ class ExperimentConfig(BaseModel):
     # than this held-out score (0.005: half a point of accuracy, about the rungs' noise in compare_pipeline.md)
     finalist_margin: float = Field(0.005, ge=0)
     finetune_epochs: int = Field(2, ge=0)  # after the search: fine-tune the winner this many epochs (0: off)
-    finetune_lr: float = Field(0.01, gt=0)
+    finetune_lr: float = Field(0.01, gt=0)  # the final fine-tune's peak learning rate (cosine schedule)
     distill: bool = False  # fine-tune with knowledge distillation from the dense model
-    screen_images: int = Field(0, ge=0)  # multi-fidelity screening slice (0: off)
     screen_eta: float = Field(3.0, gt=1)  # only the top 1/eta of screening scores get the full held-out split
     screen_warmup: int = Field(10, ge=1)  # candidates always scored in full before screening starts
     device: str = "auto"  # where this process computes: auto (CUDA when there is one), cpu, cuda or cuda:N
-    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast while scoring candidates (off: exact fp32 scores)
     workers: int = Field(1, ge=1)  # evaluations in parallel; more than 1 (or an address) runs them on Ray
     gpus_per_worker: float = Field(0.0, ge=0)  # each Ray worker's share of a GPU (0.25: four share one; 0: CPU)
     address: str | None = None  # an existing Ray cluster (HOST:PORT or auto); default: a private local instance
@@ -77,7 +87,11 @@ class ExperimentConfig(BaseModel):
     # evaluations, another device or cluster, another final fine-tune); every other field is in the resume check
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({
         "evals", "out", "data_dir", "device", "gpus_per_worker", "address", "dashboard", "finetune_epochs",
-        "distill"})  # finetune_lr is checked: the candidates' and the rungs' fine-tunes use it too
+        "finetune_lr", "distill"})
+
+    def scoring(self) -> dict[str, Any]:
+        """The ScoringSettings part of these settings, as the Evaluator's keyword arguments."""
+        return self.model_dump(include=set(ScoringSettings.model_fields))
 
     def run_settings(self, **resolved: Any) -> dict[str, Any]:
         """The settings that decide what a run's stored evaluations mean: every field but RESUMABLE_CHANGES, with
@@ -140,12 +154,6 @@ def load_space(name_or_path: str) -> SpaceConfig:
 def shipped_spaces() -> list[str]:
     """Names of the search spaces the package ships (its configs/search_spaces/*.yaml)."""
     return sorted(p.stem for p in (CONFIG_DIR / "search_spaces").glob("*.yaml"))
-
-
-def load_agent_config(agent: str) -> dict[str, Any]:
-    """Hyper-parameters of a searcher from agents/NAME.yaml ({} if the agent has no file)."""
-    path = CONFIG_DIR / "agents" / f"{agent}.yaml"
-    return read_yaml(path, "agent") if path.is_file() else {}
 
 
 def load_experiment(path: str | None, overrides: dict[str, Any]) -> ExperimentConfig:

@@ -19,11 +19,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from autoprune.config import read_yaml, validated
+from autoprune.settings import read_yaml, validated
 
 
 class ScheduleConfig(BaseModel):
-    """One pruning schedule; every field documented in autoprune/schedules/config.py's docstring and README."""
+    """One pruning schedule; every field documented in autoprune/toolbox/schedules/config.py's docstring and README."""
 
     model_config = ConfigDict(extra="forbid")
 

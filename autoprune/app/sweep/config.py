@@ -13,12 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoprune.budget import Budget
-from autoprune.config import ExperimentConfig, load_space, read_yaml, validated
 from autoprune.errors import InputError
 from autoprune.searchers import searcher_class
-
-_GRID_KEYS = {"models", "budgets", "agents", "seeds", "out", "weights"}
-_PER_POINT = {"model", "budget", "agent", "seed", "out", "workers", "address", "weights"}
+from autoprune.settings import ExperimentConfig, load_space, read_yaml, validated
 
 
 class SweepConfig(BaseModel):
@@ -32,6 +29,11 @@ class SweepConfig(BaseModel):
     out: str
     weights: dict[str, str] = Field(default_factory=dict)
     search: dict[str, Any] = Field(default_factory=dict)  # settings shared by every search
+
+
+_GRID_KEYS = frozenset(SweepConfig.model_fields) - {"search"}  # top-level keys of a sweep file
+# search settings a sweep sets itself, for each point (point_config) or for all of them (run_sweep's workers, address)
+_PER_POINT = {"model", "budget", "agent", "seed", "out", "workers", "address", "weights"}
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from autoprune.evaluation import Result, policy_hash
+from autoprune.run.store import TrialStore
 from autoprune.runtime import Runtime
-from autoprune.searchers.store import TrialStore
 from autoprune.signals import raise_if_pending
 
 

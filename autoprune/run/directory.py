@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from autoprune.errors import RunDirectoryError
 from autoprune.files import write_text
 
-STORE_NAME = "store.sqlite"  # every evaluation (autoprune.searchers.store)
+STORE_NAME = "store.sqlite"  # every evaluation (autoprune.run.store)
 BEST_NAME = "best.json"  # the best policy, its costs and scores, the run's settings
 SLIM_NAME = "slim.pt"  # the best slim model: state dict + layer sizes (autoprune.load)
 PROGRAM_NAME = "model.pt2"  # the same model as a torch.export program: torch.export.load, no autoprune needed
@@ -24,7 +24,7 @@ FINETUNED_NAME = "finetuned.pt"  # after `autoprune finetune` (same format as sl
 FINETUNE_LOG = "finetune.json"  # before/after accuracies and per-epoch history of the fine-tune
 EXPORT_DIR = "export"  # `autoprune export` writes here
 OPTUNA_NAME = "optuna.db"  # every evaluation as an Optuna study (optuna-dashboard sqlite:///optuna.db)
-REPORT_NAME = "report.md"  # the run's report (autoprune.reports), with its figures:
+REPORT_NAME = "report.md"  # the run's report (autoprune.run), with its figures:
 FIGURES = {"channels": "channels.png", "progress": "progress.png", "candidates": "candidates.png"}
 LOCK_NAME = ".lock"  # flock()ed by the one process working on the run; holds its pid
 
@@ -110,7 +110,7 @@ class RunSummary(BaseModel):
     settings: dict[str, Any]  # the run's settings (ExperimentConfig.run_settings), checked by --resume
     device: str | None = None  # where the scores and latencies were measured (absent in older runs)
     interrupted: bool = False  # best so far of a search stopped early: resuming it finishes it
-    finalists: dict[str, Any] | None = None  # the finalists' rungs (autoprune.searchers.finalists), when they ran
+    finalists: dict[str, Any] | None = None  # the finalists' rungs (autoprune.app.finalists), when they ran
     finetuned: FinetunedScores | None = None  # after the final fine-tune, when there was one
 
 

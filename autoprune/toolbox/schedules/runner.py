@@ -19,8 +19,8 @@ from autoprune.engine.unstructured import (
     sparsity,
     threshold_prune,
 )
-from autoprune.schedules.config import ScheduleConfig
-from autoprune.schedules.formulas import agp_sparsity, is_pruning_step, lottery_sparsity_after
+from autoprune.toolbox.schedules.config import ScheduleConfig
+from autoprune.toolbox.schedules.formulas import agp_sparsity, is_pruning_step, lottery_sparsity_after
 from autoprune.training import train
 
 

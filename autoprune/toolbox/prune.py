@@ -19,13 +19,13 @@ from autoprune.budget import Budget
 from autoprune.data import DataBundle
 from autoprune.engine import analyse, count_cost
 from autoprune.engine.analysis import Analysis
-from autoprune.engine.data_criteria import DATA_CRITERIA
+from autoprune.engine.criteria import needs_data
 from autoprune.engine.unstructured import make_permanent, sparsity_table
 from autoprune.errors import InfeasibleBudgetError, InputError
 from autoprune.evaluation import recalibrate_batchnorm
-from autoprune.finetuning import finetune
 from autoprune.models import example_input
-from autoprune.schedules import ScheduleConfig, overall_sparsity, run_schedule
+from autoprune.toolbox.finetune import finetune
+from autoprune.toolbox.schedules import ScheduleConfig, overall_sparsity, run_schedule
 from autoprune.training import accuracy
 
 STRUCTURED = ("filter", "slim")
@@ -56,7 +56,7 @@ def structured_prune(model: nn.Module, data: DataBundle, pruner: str, budget: st
     batches = list(data.loader("train", batch_size=64, limit=64 * criterion_batches))
     x = example_input(data.in_channels, data.image_size)
     analysis = analyse(model, x, criterion="bn_scale" if pruner == "slim" else criterion,
-                       batches=batches if criterion in DATA_CRITERIA else None)
+                       batches=batches if needs_data(criterion) else None)
     space = SearchSpace(analysis, parsed)  # refuses an infeasible budget with the smallest feasible value
     policy = global_threshold_policy(analysis, space) if pruner == "slim" else space.project(space.uniform(1.0))
     slim = analysis.apply(policy).eval()

@@ -2,10 +2,10 @@
 
 Batches are as large as the runtime has workers (several per worker for searchers that propose the same policies
 without the results in between: the runtime hands each freed worker the next one). Each result is written to the
-store the moment it arrives; the searcher is told the whole batch in the order it asked, so what it learns does not
-depend on which worker finished first. Resume is deterministic replay: the searcher restarts from its seed and
-every policy it asks for again is answered from the store instantly, so it retraces the interrupted run exactly and
-then carries on.
+store the moment it arrives; the searcher is told the whole batch by trial number and learns in the order it asked,
+so what it learns does not depend on which worker finished first. Resume is deterministic replay: the searcher
+restarts from its seed and every policy it asks for again is answered from the store instantly, so it retraces the
+interrupted run exactly and then carries on.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autoprune.evaluation import Result, policy_hash
+from autoprune.evaluation.screening import Screening
+from autoprune.run.store import TrialStore
 from autoprune.runtime import InProcessRuntime, Runtime
 from autoprune.searchers.base import Searcher
-from autoprune.searchers.screening import Screening
-from autoprune.searchers.store import TrialStore
 from autoprune.signals import raise_if_pending
 
 MAX_STALE_BATCHES = 100  # a searcher that only repeats itself this many batches in a row has converged
@@ -56,24 +56,27 @@ def run_search(
     seen: set[str] = set()  # policies answered in this run: a repeat is told again but not counted
     best: Result | None = None
     while answered < evals and not searcher.done and stale < MAX_STALE_BATCHES:
-        policies = searcher.ask(min(batch, evals - answered))
-        if not policies:
+        proposals = searcher.ask(min(batch, evals - answered))
+        if not proposals:
             break
         threshold = screening.threshold() if screening is not None else None
-        hashes = [policy_hash(p) for p in policies]
-        results: list[Result | None] = [store.get(h) for h in hashes]
-        cached = [r is not None for r in results]
-        first: dict[str, int] = {}  # a policy asked twice in one batch is evaluated once
-        todo = [i for i, r in enumerate(results) if r is None and first.setdefault(hashes[i], i) == i]
+        hashes = {p.trial: policy_hash(p.policy) for p in proposals}
+        wanted: dict[str, list[float]] = {}  # a policy asked twice in one batch is evaluated once
+        for proposal in proposals:
+            wanted.setdefault(hashes[proposal.trial], proposal.policy)
+        found = {digest: store.get(digest) for digest in wanted}
+        cached = {digest for digest, result in found.items() if result is not None}
+        todo = [digest for digest in wanted if digest not in cached]
         options = {} if threshold is None else {"screen_threshold": threshold}
-        for index, result in runtime.evaluate([(policies[i], options) for i in todo]):
+        for index, result in runtime.evaluate([(wanted[digest], options) for digest in todo]):
             store.add(result, searcher.name, searcher.seed)  # committed as soon as it arrives
             raise_if_pending()  # a stop signal whose exception was swallowed mid-evaluation
-            results[todo[index]] = result
+            found[todo[index]] = result
             evaluated += 1
-        results = [r if r is not None else results[first[h]] for r, h in zip(results, hashes, strict=True)]
+        results = {trial: found[digest] for trial, digest in hashes.items()}
         new = 0
-        for result, from_store in zip(results, cached, strict=True):
+        for proposal in proposals:  # in the order asked
+            result = results[proposal.trial]
             if result.policy_hash in seen:
                 continue
             seen.add(result.policy_hash)
@@ -84,7 +87,7 @@ def run_search(
                 best = result
             answered += 1
             if on_result is not None:
-                on_result(result, best, from_store)
+                on_result(result, best, hashes[proposal.trial] in cached)
         stale = 0 if new else stale + 1
-        searcher.tell(policies, results)
+        searcher.tell(results)
     return SearchOutcome(best, answered, evaluated)

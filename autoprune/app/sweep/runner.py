@@ -15,11 +15,11 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError
 
+from autoprune.app.sweep.config import SweepConfig, SweepPoint, point_config, points
+from autoprune.app.sweep.report import SweepReport, collect_rows, write_report
 from autoprune.errors import AutopruneError, ClusterError, InputError, RunDirectoryError
-from autoprune.rundir import BEST_NAME, STORE_NAME, read_summary, run_lock
+from autoprune.run.directory import BEST_NAME, STORE_NAME, read_summary, run_lock
 from autoprune.runtime.checks import check_gpus_per_worker
-from autoprune.sweep.config import SweepConfig, SweepPoint, point_config, points
-from autoprune.sweep.report import SweepReport, collect_rows, write_report
 
 
 @ray.remote(num_cpus=1)
@@ -27,8 +27,8 @@ def _search_task(settings: dict[str, Any]) -> str:
     """One search of the grid, in a Ray worker: continues its own store if an earlier attempt left one."""
     import torch
 
-    from autoprune.api import execute_search, prepare_search
-    from autoprune.config import ExperimentConfig
+    from autoprune.app.pipeline import execute_search, prepare_search
+    from autoprune.settings import ExperimentConfig
 
     torch.set_num_threads(1)  # one core per search; the sweep's parallelism is across searches
     config = ExperimentConfig(**settings)

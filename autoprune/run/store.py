@@ -1,8 +1,8 @@
 """Trial store: every finished evaluation in SQLite, committed the moment it finishes, keyed by policy hash.
 
 A search killed at any point loses no finished evaluation; a resumed one reads them back instead of
-re-evaluating (see autoprune.searchers.loop). Scores at a training fidelity (a finalist after N fine-tuning steps,
-autoprune.searchers.finalists) live in their own table, keyed by policy and steps. Written with the standard
+re-evaluating (see autoprune.app.loop). Scores at a training fidelity (a finalist after N fine-tuning steps,
+autoprune.app.finalists) live in their own table, keyed by policy and steps. Written with the standard
 library's sqlite3.
 """
 

@@ -19,22 +19,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.app.finalists import Finalist, FinalsOutcome, choose_finalists, policy_results, run_finalists
+from autoprune.app.loop import run_search
 from autoprune.budget import Budget
-from autoprune.config import ExperimentConfig, SpaceConfig, load_agent_config, load_space, validated
 from autoprune.data import DataBundle, load_data
 from autoprune.device import DeviceBatches, describe, resolve_device, to_model_device
 from autoprune.engine import Analysis, Cost, analyse, count_cost, measure_latency
-from autoprune.engine.data_criteria import DATA_CRITERIA
+from autoprune.engine.criteria import needs_data
 from autoprune.errors import InfeasibleBudgetError, InputError, RunDirectoryError, SearchInterrupted, UserFunctionError
 from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
 from autoprune.evaluation.evaluator import Metric, Reward
-from autoprune.exporting import export_model
-from autoprune.finetuning import FinetuneOutcome, finetune, save_finetuned
+from autoprune.evaluation.screening import Screening
 from autoprune.models import example_input, load_model
 from autoprune.models.slim_checkpoint import save_slim
 from autoprune.problem import SearchSpace
-from autoprune.reports import write_run_report
-from autoprune.rundir import (
+from autoprune.run.directory import (
     LOCK_NAME,
     OPTUNA_NAME,
     PROGRAM_NAME,
@@ -47,16 +46,19 @@ from autoprune.rundir import (
     run_lock,
     write_summary,
 )
+from autoprune.run.export import export_model
+from autoprune.run.optuna_export import export_study
+from autoprune.run.report import write_run_report
+from autoprune.run.store import TrialStore
 from autoprune.runtime import make_runtime
 from autoprune.runtime.checks import check_gpus_per_worker
-from autoprune.searchers import TrialStore, make_searcher, run_search
+from autoprune.searchers import make_searcher
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
-from autoprune.searchers.finalists import Finalist, FinalsOutcome, choose_finalists, policy_results, run_finalists
-from autoprune.searchers.optuna_export import export_study
-from autoprune.searchers.screening import Screening
-from autoprune.sensitivity import tolerated_keep
+from autoprune.settings import ExperimentConfig, SpaceConfig, load_space, validated
 from autoprune.signals import acknowledge, signal_number
+from autoprune.toolbox.finetune import FinetuneOutcome, finetune, save_finetuned
+from autoprune.toolbox.sensitivity import tolerated_keep
 from autoprune.training import Loss, smoothed_cross_entropy
 
 
@@ -112,22 +114,18 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     if config.finalists or config.finetune_epochs or config.finetune_steps:
         _check_trainable(model, bundle, loss)
     batches = (list(bundle.loader("train", batch_size=64, limit=64 * space_config.criterion_batches))
-               if space_config.criterion in DATA_CRITERIA else None)  # apoz, mean_activation, taylor
+               if needs_data(space_config.criterion) else None)  # apoz, mean_activation, taylor
     analysis = analyse(model, example_input(bundle.in_channels, bundle.image_size), criterion=space_config.criterion,
                        round_to=space_config.round_to, batches=batches)
     floors = tolerated_keep(space_config.sensitivity, space_config.tolerance) if space_config.sensitivity else None
     space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep, group_min_keep=floors)
-    agent_config = {**load_agent_config(config.agent), **config.agent_config}
-    searcher = make_searcher(config.agent, space, config.seed, **agent_config)
+    searcher = make_searcher(config.agent, space, config.seed, **config.agent_config)
     if searcher.required_evals is not None and config.evals < searcher.required_evals:
         raise InputError(f"agent {config.agent} needs at least {searcher.required_evals} evaluations on this model "
                          f"(its probes, then its policy); raise $evals to {searcher.required_evals}")
-    evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward,
-                          heldout_images=config.heldout_images, recalibration_batches=config.recalibration_batches,
-                          finetune_steps=config.finetune_steps, seed=config.seed,
-                          screen_images=config.screen_images, finetune_lr=config.finetune_lr,
-                          distill=config.finalist_distill, loss=loss, device=device, amp=config.amp)
-    settings = config.run_settings(data=bundle.name, budget=str(budget), agent_config=agent_config,
+    evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward, loss=loss, device=device,
+                          distill=config.finalist_distill, **config.scoring())
+    settings = config.run_settings(data=bundle.name, budget=str(budget), agent_config=searcher.settings.model_dump(),
                                    space=space_config.model_dump())
     prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume)
     if run_dir is not None and run_dir.is_dir():  # held until the search ends: no other process may use it
@@ -294,7 +292,7 @@ def _best_of(results: Iterable[Result]) -> Result | None:
 def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore, baselines: dict[str, Result],
                 on_finalist: FinalistCallback | None) -> FinalsOutcome:
     """The search's top distinct architectures and the baselines' policies through successive halving over short
-    fine-tunes, the sensitivity allocation as the incumbent (autoprune.searchers.finalists)."""
+    fine-tunes, the sensitivity allocation as the incumbent (autoprune.app.finalists)."""
     config = prepared.config
     finalists = choose_finalists(store.results(), config.finalists, baselines)
     return run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
@@ -370,10 +368,10 @@ def _write_run_files(prepared: PreparedSearch, summary: RunSummary, best_model: 
     write_run_report(run_dir)
 
 
-def search(model: nn.Module | str = "resnet20", data: DataBundle | str = "fashion-mnist", budget: str = "0.25flops",
-           agent: str = "anneal", evals: int = 30, metric: Metric = top1_accuracy,
-           reward: Reward = score_if_feasible, seed: int = 0, out: str | Path | None = None, resume: bool = False,
-           loss: Loss | None = None, **settings: Any) -> SearchReport:
+def search(model: nn.Module | str | None = None, data: DataBundle | str | None = None, budget: str = "0.25flops",
+           agent: str | None = None, evals: int | None = None, metric: Metric = top1_accuracy,
+           reward: Reward = score_if_feasible, seed: int | None = None, out: str | Path | None = None,
+           resume: bool = False, loss: Loss | None = None, **settings: Any) -> SearchReport:
     """Search a pruning policy for `model` under `budget` and return the best result and its slim model.
 
     `model` is an nn.Module (trained) or a model name (its shipped or `weights=` checkpoint is loaded); `data` a
@@ -381,13 +379,16 @@ def search(model: nn.Module | str = "resnet20", data: DataBundle | str = "fashio
     `reward(result) -> float` turns a Result into what the searcher maximises; `loss(outputs, targets) -> tensor`
     trains the finalists and the final fine-tune (default: smoothed cross-entropy, for classifiers). Other
     settings are those of ExperimentConfig (space, heldout_images, recalibration_batches, finalists,
-    finetune_epochs, agent_config, ...).
+    finetune_epochs, agent_config, ...), and so are the defaults of those left out (None).
     """
+    defaults = ExperimentConfig()
+    data = defaults.data if data is None else data
     bundle = data if isinstance(data, DataBundle) else load_data(data, settings.pop("data_dir", None))
     net = model if isinstance(model, nn.Module) else None
-    name = model if isinstance(model, str) else type(model).__name__
-    config = validated(ExperimentConfig, {"model": name, "data": bundle.name, "budget": budget, "agent": agent,
-                                           "evals": evals, "seed": seed, "out": str(out) if out is not None else None,
+    name = type(model).__name__ if isinstance(model, nn.Module) else model
+    given = {"model": name, "agent": agent, "evals": evals, "seed": seed}
+    config = validated(ExperimentConfig, {**{k: v for k, v in given.items() if v is not None}, "data": bundle.name,
+                                           "budget": budget, "out": str(out) if out is not None else None,
                                            **settings}, "autoprune.search")
     prepared = prepare_search(config, model=net, data=bundle, metric=metric, reward=reward, resume=resume, loss=loss)
     return execute_search(prepared)

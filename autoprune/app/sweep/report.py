@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoprune.reports.pareto import pareto_front
-from autoprune.rundir import REPORT_NAME, STORE_NAME, read_summary
-from autoprune.searchers.store import TrialStore
-from autoprune.sweep.config import SweepConfig, SweepPoint
+from autoprune.app.sweep.config import SweepConfig, SweepPoint
+from autoprune.run.directory import REPORT_NAME, STORE_NAME, read_summary
+from autoprune.run.pareto import pareto_front
+from autoprune.run.store import TrialStore
 
 COLUMNS = ("model", "budget", "agent", "seed", "evaluations", "heldout_score", "test_accuracy", "dense_test_accuracy",
            "macs", "macs_ratio", "params", "latency_ms", "run_dir")

@@ -19,7 +19,7 @@ from autoprune.device import resolve_device
 from autoprune.engine.unstructured import make_permanent, prunable_layers
 from autoprune.files import write_text
 from autoprune.models.slim_checkpoint import load, save_slim
-from autoprune.rundir import FINETUNE_LOG, FINETUNED_NAME, PROGRAM_NAME, read_summary, run_lock, slim_path
+from autoprune.run.directory import FINETUNE_LOG, FINETUNED_NAME, PROGRAM_NAME, read_summary, run_lock, slim_path
 from autoprune.training import Loss, Metric, evaluate, train
 
 
@@ -107,9 +107,9 @@ def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = F
     on the run's data, on `device`; write finetuned.pt, finetune.json and the delivered model.pt2 (a CPU
     program), and refresh report.md."""
     from autoprune.data import load_data
-    from autoprune.exporting import export_model
     from autoprune.models import load_checkpoint, load_model
-    from autoprune.reports import write_run_report
+    from autoprune.run.export import export_model
+    from autoprune.run.report import write_run_report
 
     settings = read_summary(run_dir).settings
     target = resolve_device(device)
