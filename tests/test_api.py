@@ -16,6 +16,8 @@ def test_autoprune_search_stays_the_api_function_after_every_import() -> None:
 
 def test_a_resume_with_any_changed_setting_is_refused_and_new_settings_are_checked_too(
         trained_digits_resnet, digits, tmp_path) -> None:
+    import sqlite3
+
     import pytest
     from pydantic import Field
 
@@ -32,6 +34,13 @@ def test_a_resume_with_any_changed_setting_is_refused_and_new_settings_are_check
         with pytest.raises(UserError, match=f"different settings \\({next(iter(changed))}\\)"):
             autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True,
                              **quick, **changed)
+    # a run stored before a setting existed behaved as its default: a resume must match that default
+    with sqlite3.connect(out / "store.sqlite") as older:  # as a store written before candidate_lr was a setting
+        older.execute("DELETE FROM run WHERE key = 'candidate_lr'")
+    older.close()
+    with pytest.raises(UserError, match="different settings \\(candidate_lr\\)"):
+        autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True, **quick,
+                         candidate_lr=0.05)
     # how a run computes may change: more evaluations, another device, another final fine-tune
     more = autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True,
                             **{**quick, "evals": 3}, device="cpu", finetune_lr=0.02)

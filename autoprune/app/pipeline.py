@@ -167,8 +167,12 @@ def _check_trainable(model: nn.Module, data: DataBundle, loss: Loss | None) -> N
 
 
 def _check_same_settings(run_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse a resume whose run settings differ from the stored ones. A setting the run's version of autoprune did
+    not have yet is compared with its default: the value that run behaved as."""
     stored = TrialStore(run_dir / STORE_NAME).run_config()
-    changed = sorted(k for k in settings if k in stored and stored[k] != settings[k])
+    fields = ExperimentConfig.model_fields
+    known = {**{k: fields[k].get_default(call_default_factory=True) for k in settings if k in fields}, **stored}
+    changed = sorted(k for k in settings if k in known and known[k] != settings[k])
     if changed:
         raise RunDirectoryError(f"$resume with different settings ({', '.join(changed)}) than the run in "
                                 f"{str(run_dir)!r}; resume with the same settings or use another $out")
