@@ -13,6 +13,10 @@ every candidate. Scores, each with its measured cost per candidate:
 Reported per model and score: Spearman rho over all candidates, Kendall tau within the top 20 % by truth, and the
 regret of the score's pick (truth of the truly best candidate minus truth of the score's choice), in points.
 
+Headroom: the allocations a user tries first (uniform, Torch-Pruning's global and isomorphic rankings, the
+sensitivity-threshold allocation) get the same truth, outside the rankings; the best search candidate's truth
+minus the best of theirs bounds what any score could gain over them by picking among these candidates.
+
 Every measurement is written to experiments/results/fidelity_study.json as it finishes; a rerun resumes, and the
 measurements are taken in passes (cheap scores, truth, 50 and 200 steps first; distillation; then 500 steps) so
 that a partial run already answers the main question. `--report` only rewrites the tables from what is there.
@@ -45,6 +49,7 @@ from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
 from autoprune.run.store import TrialStore
 from autoprune.searchers import make_searcher
+from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
 from autoprune.toolbox.finetune import finetune
 
 RESULTS = Path(__file__).parent / "results"
@@ -130,6 +135,30 @@ def measure(name: str, candidate: dict, evaluator: Evaluator, data, dense_logits
     return {name: result.score, f"cost_{name}": time.perf_counter() - start}
 
 
+def reference_policies(space: SearchSpace, evaluator: Evaluator) -> dict[str, list[float]]:
+    """The non-search allocations of compare_pipeline.py, the sensitivity probes scored by `evaluator`."""
+    references = baseline_policies(space)
+    references["sensitivity"] = sensitivity_policy(space, lambda probes: [evaluator(p).score for p in probes])
+    return references
+
+
+def measure_references(model: str, entry: dict, space: SearchSpace, evaluator: Evaluator, data,
+                       dense_logits: list[torch.Tensor], results: dict) -> None:
+    """Recalibrated scores and truth of each reference allocation, reusing a candidate's measurements when the
+    policy is one of them."""
+    if "references" not in entry:
+        entry["references"] = {name: {"hash": policy_hash(policy), "policy": policy}
+                               for name, policy in reference_policies(space, evaluator).items()}
+        save_results(results)
+    for name, reference in entry["references"].items():
+        row = entry["measurements"].get(reference["hash"]) or reference.setdefault("measurements", {})
+        for step in ("recal", "truth"):
+            if ("recal_acc" if step == "recal" else step) not in row:
+                row.update(measure(step, reference, evaluator, data, dense_logits))
+                save_results(results)
+        print(f"[{model}] reference {name}: truth {row['truth']:.4f}", flush=True)
+
+
 def measuring_order(candidates: list[dict], every: int = 3) -> list[dict]:
     """Search candidates best first with a random one after every `every` of them (uniform first): a study cut
     short has both the top candidates (Kendall tau, regret) and a spread (Spearman rho)."""
@@ -159,7 +188,7 @@ def run_model(model: str, results: dict, passes: int) -> None:
     with torch.no_grad():
         dense_logits = [net(x) for x, _ in evaluator.heldout]
     measured = entry["measurements"]
-    for names in PASSES[:passes]:
+    for index, names in enumerate(PASSES[:passes]):
         for candidate in measuring_order(entry["candidates"]):
             row = measured.setdefault(candidate["hash"], {})
             for name in names:
@@ -169,6 +198,8 @@ def run_model(model: str, results: dict, passes: int) -> None:
                 save_results(results)
                 print(f"[{model}] {candidate['hash']} ({candidate['origin']}) {name}: "
                       f"{ {k: round(v, 4) for k, v in row.items() if not k.startswith('cost')} }", flush=True)
+        if index == 0:
+            measure_references(model, entry, space, evaluator, data, dense_logits, results)
         write_report(results)
 
 
@@ -189,6 +220,33 @@ def analyse_scores(entry: dict) -> list[dict]:
                      "kendall_top20": float(tau), "top20_size": int(top.sum()), "regret_points": float(regret),
                      "cost_s": float(np.median([m[f"cost_{score}"] for m in have]))})
     return rows
+
+
+def headroom(entry: dict) -> list[str]:
+    """Truth of the reference allocations, of the best search candidate and of the search score's pick."""
+    references = {name: entry["measurements"].get(r["hash"]) or r.get("measurements", {})
+                  for name, r in entry.get("references", {}).items()}
+    references = {name: row for name, row in references.items() if "truth" in row}
+    searched = [m for h, m in entry["measurements"].items() if "truth" in m and "recal_acc" in m
+                and origin(entry, h) not in ("random", "uniform")]
+    if not references or not searched:
+        return []
+    best = max(searched, key=lambda m: m["truth"])
+    pick = max(searched, key=lambda m: m["recal_acc"])
+    rows = [*references.items(), ("best search candidate (by truth)", best),
+            ("the search's pick (best recal_acc)", pick)]
+    top = max(references, key=lambda n: references[n]["truth"])
+    return ["| allocation | held-out after fine-tune | test after fine-tune |", "|---|---|---|",
+            *(f"| {name} | {row['truth'] * 100:.2f} | {row['truth_test'] * 100:.2f} |" for name, row in rows), "",
+            f"Headroom over the best reference ({top}), held-out: best search candidate "
+            f"{(best['truth'] - references[top]['truth']) * 100:+.2f} points, the search's pick "
+            f"{(pick['truth'] - references[top]['truth']) * 100:+.2f} (test: "
+            f"{(best['truth_test'] - references[top]['truth_test']) * 100:+.2f} and "
+            f"{(pick['truth_test'] - references[top]['truth_test']) * 100:+.2f}); one fine-tune seed each.", ""]
+
+
+def origin(entry: dict, policy_hash_: str) -> str:
+    return next(c["origin"] for c in entry["candidates"] if c["hash"] == policy_hash_)
 
 
 def write_report(results: dict) -> None:
@@ -212,6 +270,7 @@ def write_report(results: dict) -> None:
         lines += [f"| {r['score']} | {r['candidates']} | {r['spearman']:.3f} | {r['kendall_top20']:.3f} "
                   f"(n={r['top20_size']}) | {r['regret_points']:.2f} | {r['cost_s']:.1f} |" for r in rows]
         lines.append("")
+        lines += headroom(entry)
     results["summary"] = summary
     OUT_MD.write_text("\n".join(lines) + "\n" + results.get("reasoning", ""))
     save_results(results)
