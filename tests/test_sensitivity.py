@@ -64,7 +64,7 @@ def test_filter_analysis_bounds_a_search_space(tmp_path: Path) -> None:
         assert all(p >= lo - 1e-9 for p, lo in zip(proposal.policy, prepared.space.lower, strict=True))
         prepared.searcher.tell({proposal.trial: prepared.evaluator(proposal.policy)})
     table.write_text("sense,layer,sparsity,score,loss\nelement,conv1,0.0,0.99,0.1\n")
-    with pytest.raises(UserError, match="filter sensitivity"):
+    with pytest.raises(UserError, match=r"filter sensitivity analysis \(sense='filter'\)"):  # the API's words
         tolerated_keep(table, 0.02)
 
 

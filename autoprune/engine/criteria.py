@@ -36,8 +36,8 @@ _CRITERIA: dict[str, CriterionEntry] = {
                            lambda: tp.importance.FPGMImportance(p=2)),
     "bn_scale": CriterionEntry("|gamma| of the BatchNorm after the channel", lambda: tp.importance.BNScaleImportance()),
     "random": CriterionEntry("random scores (a baseline)", lambda: tp.importance.RandomImportance()),
-    "slim": CriterionEntry("network slimming (Liu et al. 2017): |gamma| ranked globally by `autoprune prune "
-                           "--pruner slim`; train with --bn-l1 to sparsify gamma first",
+    "slim": CriterionEntry("network slimming (Liu et al. 2017): |gamma| ranked globally by the slim pruner; "
+                           "train with an L1 penalty on gamma (bn_l1) to sparsify it first",
                            lambda: tp.importance.BNScaleImportance()),
     "apoz": CriterionEntry("1 - average percentage of zeros of the channel's activations after ReLU (Hu et al. 2016)"),
     "mean_activation": CriterionEntry("mean of the channel's activations after ReLU"),

@@ -154,8 +154,8 @@ def tolerated_keep(path: str | Path, tolerance: float) -> dict[str, float]:
     never fell more than `tolerance` below its unpruned score."""
     path = Path(path)
     if not path.is_file():
-        raise FileProblemError(f"sensitivity file {str(path)!r} not found; write one with `autoprune sensitivity "
-                               "--sense filter`")
+        raise FileProblemError(f"sensitivity file {str(path)!r} not found; write one with a filter sensitivity "
+                               "analysis ($sense=filter)")
     try:
         with open(path, newline="") as handle:
             rows = [SensitivityRow(r["sense"], r["layer"], float(r["sparsity"]), float(r["score"]), float(r["loss"]))
@@ -164,8 +164,8 @@ def tolerated_keep(path: str | Path, tolerance: float) -> dict[str, float]:
         raise FileProblemError(f"{str(path)!r} is not a sensitivity CSV (sense, layer, sparsity, score, "
                                "loss)") from None
     if not rows or any(r.sense != "filter" for r in rows):
-        raise FileProblemError(f"{str(path)!r} must hold a filter sensitivity analysis (`autoprune sensitivity "
-                               "--sense filter`) to bound a search")
+        raise FileProblemError(f"{str(path)!r} must hold a filter sensitivity analysis ($sense=filter) to bound a "
+                               "search")
     floors = {}
     for layer in dict.fromkeys(r.layer for r in rows):
         mine = sorted((r for r in rows if r.layer == layer), key=lambda r: r.sparsity)
