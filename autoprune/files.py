@@ -1,11 +1,13 @@
-"""Writing a file whole or not at all, in one place: checkpoints, exported programs, run summaries, reports."""
+"""Writing a file whole or not at all, in one place: checkpoints, exported programs, run summaries, reports,
+tables and figures."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -30,3 +32,21 @@ def write_text(path: Path, text: str) -> None:
     """`path.write_text(text)`, whole or not at all."""
     with replacing(path) as scratch:
         scratch.write_text(text)
+
+
+def write_csv(path: Path, fieldnames: list[str], rows: Iterable[dict]) -> None:
+    """A CSV table with a header, whole or not at all."""
+    with replacing(path) as scratch, open(scratch, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def save_figure(figure, path: Path, dpi: int = 110) -> None:
+    """A matplotlib figure (format from the suffix), whole or not at all; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    with replacing(path) as scratch:
+        figure.savefig(scratch, dpi=dpi)
+    plt.close(figure)

@@ -49,13 +49,12 @@ def prune(
     device: DeviceOpt = "auto",
 ) -> None:
     """Prune a trained model with one pruner or a schedule; write it, its per-layer table and test accuracy."""
-    import csv
-
     from rich.console import Console
     from rich.table import Table
 
     from autoprune.data import load_data
     from autoprune.device import resolve_device
+    from autoprune.files import write_csv
     from autoprune.models import load_model, save_checkpoint
     from autoprune.models.slim_checkpoint import save_slim
     from autoprune.toolbox.prune import prune_model
@@ -82,10 +81,7 @@ def prune(
             "sparsity": outcome.sparsity, "macs_ratio": outcome.macs_ratio}
     (save_slim if outcome.structured else save_checkpoint)(out, outcome.model, meta)
     table_path = out.with_name(out.stem + "_layers.csv")
-    with open(table_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(outcome.layers[0]))
-        writer.writeheader()
-        writer.writerows(outcome.layers)
+    write_csv(table_path, list(outcome.layers[0]), outcome.layers)
     table = Table(title=f"{model} pruned ({pruner or schedule})")
     for column in outcome.layers[0]:
         table.add_column(column)

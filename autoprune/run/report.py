@@ -10,7 +10,7 @@ from pathlib import Path
 from autoprune.budget import Budget
 from autoprune.errors import RunDirectoryError
 from autoprune.evaluation import Result
-from autoprune.files import write_text
+from autoprune.files import save_figure, write_text
 from autoprune.run.directory import FIGURES, FINETUNE_LOG, REPORT_NAME, STORE_NAME, RunSummary, read_summary, run_lock
 from autoprune.run.pareto import pareto_front
 
@@ -46,13 +46,6 @@ def write_run_report(run_dir: str | Path) -> Path:
     return path
 
 
-def _save(figure, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
 
 def _channels_figure(summary: RunSummary, path: Path) -> None:
     """Dense against pruned output channels of every group, as in AMC's per-layer figures."""
@@ -72,7 +65,7 @@ def _channels_figure(summary: RunSummary, path: Path) -> None:
     axis.set_title(f"Channels kept per group ({summary.agent}, {summary.budget})")
     axis.legend()
     axis.grid(axis="y", alpha=0.3)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def _progress_figure(results: list[Result], path: Path) -> None:
@@ -92,7 +85,7 @@ def _progress_figure(results: list[Result], path: Path) -> None:
     axis.set_title("Best score against evaluations")
     axis.grid(alpha=0.3)
     axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def _candidates_figure(summary: RunSummary, results: list[Result], path: Path) -> None:
@@ -120,7 +113,7 @@ def _candidates_figure(summary: RunSummary, results: list[Result], path: Path) -
     axis.set_title(f"Evaluated candidates ({len(results)})")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def _markdown(run_dir: Path, summary: RunSummary, results: list[Result]) -> str:

@@ -26,6 +26,7 @@ from autoprune.device import module_device, place_batches, to_model_device
 from autoprune.engine import analyse
 from autoprune.engine.unstructured import prunable_layers
 from autoprune.errors import FileProblemError, InputError
+from autoprune.files import save_figure, write_csv
 from autoprune.models import example_input
 
 SENSES = ("filter", "element")
@@ -127,10 +128,7 @@ def write_sensitivity(rows: list[SensitivityRow], out: Path) -> tuple[Path, Path
     out.mkdir(parents=True, exist_ok=True)
     sense = rows[0].sense
     table, figure_path = out / f"sensitivity_{sense}.csv", out / f"sensitivity_{sense}.png"
-    with open(table, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+    write_csv(table, list(asdict(rows[0])), (asdict(r) for r in rows))
     layers = list(dict.fromkeys(r.layer for r in rows))
     figure, axis = plt.subplots(figsize=(9, 5.5))
     colours = plt.get_cmap("viridis", max(len(layers), 2))
@@ -143,9 +141,7 @@ def write_sensitivity(rows: list[SensitivityRow], out: Path) -> tuple[Path, Path
     axis.set_title(f"Sensitivity analysis ({sense} pruning, one layer at a time)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=6, ncol=2 if len(layers) > 12 else 1, loc="lower left")
-    figure.tight_layout()
-    figure.savefig(figure_path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, figure_path, dpi=120)
     return table, figure_path
 
 

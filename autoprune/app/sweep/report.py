@@ -4,13 +4,13 @@ Pareto plot of test accuracy against MACs across the grid."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autoprune.app.sweep.config import SweepConfig, SweepPoint
+from autoprune.files import save_figure, write_csv, write_text
 from autoprune.run.directory import REPORT_NAME, STORE_NAME, read_summary
 from autoprune.run.pareto import pareto_front
 from autoprune.run.store import TrialStore
@@ -59,20 +59,17 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> SweepReport:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "summary.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "summary.csv", COLUMNS, rows)
     front = {id(r) for r in accuracy_front(rows)}
     lines = ["# Sweep summary", "", "Best policy of each search: held-out score, test accuracy (no fine-tune), cost. "
              "Rows marked * are on the Pareto front (test accuracy against MACs).", "",
              "| " + " | ".join(COLUMNS[:-1]) + " | pareto |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join(str(row[c]) for c in COLUMNS[:-1]) + f" | {'*' if id(row) in front else ''} |")
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "summary.md", "\n".join(lines) + "\n")
     runs = [f"- [{Path(r['run_dir']).name}]({os.path.relpath(Path(r['run_dir']) / REPORT_NAME, out)})" for r in rows]
-    (out / "report.md").write_text("\n".join([*lines, "", "![Pareto plot](pareto.png)", "",
-                                               "## Each search's report", "", *runs]) + "\n")
+    write_text(out / "report.md", "\n".join([*lines, "", "![Pareto plot](pareto.png)", "",
+                                             "## Each search's report", "", *runs]) + "\n")
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for agent in sorted({r["agent"] for r in rows}):
         mine = [r for r in rows if r["agent"] == agent]
@@ -85,7 +82,5 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> SweepReport:
     axis.set_title(f"Sweep: {len(rows)} searches, test accuracy against MACs")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(out / "pareto.png", dpi=110)
-    plt.close(figure)
+    save_figure(figure, out / "pareto.png")
     return SweepReport(rows, out / "summary.md", out / "summary.csv", out / "pareto.png", out / "report.md")
