@@ -135,6 +135,18 @@ def read_summary(run_dir: Path) -> RunSummary:
                                 "it") from None
 
 
+def write_finetune_log(run_dir: Path, log: dict[str, Any]) -> None:
+    """finetune.json: the final fine-tune's record (autoprune.toolbox.finetune.FinetuneOutcome.to_dict), whole or
+    not at all."""
+    write_text(run_dir / FINETUNE_LOG, json.dumps(log, indent=2))
+
+
+def read_finetune_log(run_dir: Path) -> dict[str, Any] | None:
+    """finetune.json of a fine-tuned run, None when the run was not fine-tuned."""
+    path = run_dir / FINETUNE_LOG
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def slim_path(run_dir: Path) -> Path:
     """The search's best slim model (slim.pt); a one-line error for runs written without it."""
     if not (run_dir / SLIM_NAME).is_file():

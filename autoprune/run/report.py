@@ -4,14 +4,21 @@ store and best.json alone, so `autoprune report RUN_DIR` can re-create them at a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from autoprune.budget import Budget
 from autoprune.errors import RunDirectoryError
 from autoprune.evaluation import Result
 from autoprune.files import save_figure, write_text
-from autoprune.run.directory import FIGURES, FINETUNE_LOG, REPORT_NAME, STORE_NAME, RunSummary, read_summary, run_lock
+from autoprune.run.directory import (
+    FIGURES,
+    REPORT_NAME,
+    STORE_NAME,
+    RunSummary,
+    read_finetune_log,
+    read_summary,
+    run_lock,
+)
 from autoprune.run.pareto import pareto_front
 
 
@@ -128,9 +135,8 @@ def _markdown(run_dir: Path, summary: RunSummary, results: list[Result]) -> str:
               f"{r.heldout_score:.4f} | {r.test_score:.4f} |" for label, r in rows]
     lines += ["", f"Slim/dense MACs: {slim.macs / dense.macs:.3f}; "
                   f"params: {slim.params / dense.params:.3f}."]
-    finetune = run_dir / FINETUNE_LOG
-    if finetune.is_file():
-        tuned = json.loads(finetune.read_text())
+    tuned = read_finetune_log(run_dir)
+    if tuned is not None:
         lines += ["", f"Fine-tuned ({tuned['epochs']} epochs{', distilled from the dense model' * tuned['distill']}): "
                       f"test accuracy {tuned['test_before']:.4f} → **{tuned['test_after']:.4f}** "
                       f"(best held-out {tuned['best_heldout']:.4f} at epoch {tuned['best_epoch']})."]

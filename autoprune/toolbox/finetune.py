@@ -5,7 +5,6 @@ fine-tuning never hands back a model worse on held-out data than it got), and el
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,8 @@ from torch import nn
 from autoprune.data import DataBundle
 from autoprune.device import resolve_device
 from autoprune.engine.unstructured import make_permanent, prunable_layers
-from autoprune.files import write_text
 from autoprune.models.slim_checkpoint import load, save_slim
-from autoprune.run.directory import FINETUNE_LOG, FINETUNED_NAME, PROGRAM_NAME, read_summary, run_lock, slim_path
+from autoprune.run.directory import FINETUNED_NAME, PROGRAM_NAME, read_summary, run_lock, slim_path, write_finetune_log
 from autoprune.training import Loss, Metric, evaluate, train
 
 
@@ -96,7 +94,7 @@ def finetune(
 def save_finetuned(run_dir: Path, model: nn.Module, meta: dict, outcome: FinetuneOutcome) -> None:
     """finetuned.pt (loads like slim.pt) and finetune.json, each written whole or not at all."""
     save_slim(run_dir / FINETUNED_NAME, model, {**meta, "finetune": outcome.to_dict()})
-    write_text(run_dir / FINETUNE_LOG, json.dumps(outcome.to_dict(), indent=2))
+    write_finetune_log(run_dir, outcome.to_dict())
 
 
 def finetune_run(run_dir: Path, epochs: int, lr: float = 0.01, distill: bool = False, data_dir: str | None = None,
