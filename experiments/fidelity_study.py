@@ -142,6 +142,11 @@ def reference_policies(space: SearchSpace, evaluator: Evaluator) -> dict[str, li
     return references
 
 
+def reference_row(entry: dict, reference: dict) -> dict:
+    """A reference allocation's measurements: the candidate's row when the policy is a candidate, else its own."""
+    return entry["measurements"].get(reference["hash"]) or reference.setdefault("measurements", {})
+
+
 def measure_references(model: str, entry: dict, space: SearchSpace, evaluator: Evaluator, data,
                        dense_logits: list[torch.Tensor], results: dict) -> None:
     """Recalibrated scores and truth of each reference allocation, reusing a candidate's measurements when the
@@ -151,7 +156,7 @@ def measure_references(model: str, entry: dict, space: SearchSpace, evaluator: E
                                for name, policy in reference_policies(space, evaluator).items()}
         save_results(results)
     for name, reference in entry["references"].items():
-        row = entry["measurements"].get(reference["hash"]) or reference.setdefault("measurements", {})
+        row = reference_row(entry, reference)
         for step in ("recal", "truth"):
             if ("recal_acc" if step == "recal" else step) not in row:
                 row.update(measure(step, reference, evaluator, data, dense_logits))
@@ -224,8 +229,7 @@ def analyse_scores(entry: dict) -> list[dict]:
 
 def headroom(entry: dict) -> list[str]:
     """Truth of the reference allocations, of the best search candidate and of the search score's pick."""
-    references = {name: entry["measurements"].get(r["hash"]) or r.get("measurements", {})
-                  for name, r in entry.get("references", {}).items()}
+    references = {name: reference_row(entry, r) for name, r in entry.get("references", {}).items()}
     references = {name: row for name, row in references.items() if "truth" in row}
     searched = [m for h, m in entry["measurements"].items() if "truth" in m and "recal_acc" in m
                 and origin(entry, h) not in ("random", "uniform")]
