@@ -138,7 +138,8 @@ def measure(name: str, candidate: dict, evaluator: Evaluator, data, dense_logits
 def reference_policies(space: SearchSpace, evaluator: Evaluator) -> dict[str, list[float]]:
     """The non-search allocations of compare_pipeline.py, the sensitivity probes scored by `evaluator`."""
     references = baseline_policies(space)
-    references["sensitivity"] = sensitivity_policy(space, lambda probes: [evaluator(p).score for p in probes])
+    references["sensitivity"] = sensitivity_policy(space, lambda probes, images: [evaluator(p, images=images).score
+                                                                         for p in probes])
     return references
 
 

@@ -36,6 +36,18 @@ def test_result_costs_score_and_feasibility(analysis, digits) -> None:
     assert Evaluator(analysis, digits, Budget.parse("50ms"), heldout_images=50)(policy).latency > 0
 
 
+def test_a_policy_scored_on_part_of_the_heldout_split_is_not_complete(analysis, digits) -> None:
+    evaluator = Evaluator(analysis, digits, Budget.parse("0.5flops"), heldout_images=200, batch_size=50)
+    policy = [0.5] * len(analysis.groups)
+    slim = evaluator.build(policy)
+    part = evaluator(policy, images=60)  # whole batches: the first two, 100 images
+    assert part.score == evaluator.score(slim, evaluator.heldout[:2]) and not part.complete
+    assert part.feasible and part.reward == part.score  # costs and feasibility do not depend on the images
+    whole = evaluator(policy, images=200)
+    assert whole.complete and whole.score == evaluator(policy).score == evaluator.score(slim, evaluator.heldout)
+    assert part.policy_hash == whole.policy_hash
+
+
 def test_batchnorm_recalibration_gives_the_exact_batch_statistics() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5)).eval()

@@ -100,15 +100,33 @@ def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_th
         assert keep >= max(lo, _least_keep(curve, shared)) - 1e-6
 
 
+def test_sensitivity_probes_are_scored_on_fewer_images_and_never_become_the_best(trained_digits_resnet, digits,
+                                                                                  search_setup, tmp_path) -> None:
+    space, evaluator = search_setup(trained_digits_resnet, digits, batch_size=50)  # 150 held-out images
+    searcher = make_searcher("sensitivity", space, levels=[0.6, 0.3], probe_images=50)
+    store = TrialStore(tmp_path / "s.sqlite")
+    outcome = run_search(searcher, evaluator, store, searcher.required_evals, batch_size=4)
+    probes = {policy_hash(p) for p in searcher.probes}
+    stored = {r.policy_hash: r for r in store.results()}
+    assert set(stored) == probes | {outcome.best.policy_hash} and outcome.best.policy_hash not in probes
+    assert not any(stored[h].complete for h in probes)  # scored on the first batch only
+    dense = stored[policy_hash(searcher.probes[0])]
+    assert dense.score == evaluator.score(evaluator.build(searcher.probes[0]), evaluator.heldout[:1])
+    assert outcome.best.complete and outcome.best.score == evaluator(outcome.best.policy).score  # the whole split
+    assert searcher.final == pytest.approx(outcome.best.policy)
+    full = make_searcher("sensitivity", space, levels=[0.6, 0.3], probe_images=0)  # every probe on every image
+    assert all(full.images_for(i) is None for i in range(len(full.probes)))
+
+
 def test_the_sensitivity_finalist_is_the_sensitivity_searchers_policy(setup, tmp_path) -> None:
     space, evaluator = setup
     searcher = make_searcher("sensitivity", space)
     outcome = run_search(searcher, evaluator, TrialStore(tmp_path / "s.sqlite"), searcher.required_evals)
     asked = []
 
-    def score(probes):
+    def score(probes, images):
         asked.extend(probes)
-        return [evaluator(p).score for p in probes]
+        return [evaluator(p, images=images).score for p in probes]
 
     assert sensitivity_policy(space, score) == pytest.approx(outcome.best.policy)  # same probes, same threshold
     assert asked == searcher.probes

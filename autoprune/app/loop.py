@@ -17,7 +17,7 @@ from autoprune.evaluation import Result, policy_hash
 from autoprune.evaluation.screening import Screening
 from autoprune.run.store import TrialStore
 from autoprune.runtime import InProcessRuntime, Runtime
-from autoprune.searchers.base import Searcher
+from autoprune.searchers.base import Proposal, Searcher
 from autoprune.signals import raise_if_pending
 
 MAX_STALE_BATCHES = 100  # a searcher that only repeats itself this many batches in a row has converged
@@ -61,14 +61,13 @@ def run_search(
             break
         threshold = screening.threshold() if screening is not None else None
         hashes = {p.trial: policy_hash(p.policy) for p in proposals}
-        wanted: dict[str, list[float]] = {}  # a policy asked twice in one batch is evaluated once
+        wanted: dict[str, Proposal] = {}  # a policy asked twice in one batch is evaluated once
         for proposal in proposals:
-            wanted.setdefault(hashes[proposal.trial], proposal.policy)
+            wanted.setdefault(hashes[proposal.trial], proposal)
         found = {digest: store.get(digest) for digest in wanted}
         cached = {digest for digest, result in found.items() if result is not None}
         todo = [digest for digest in wanted if digest not in cached]
-        options = {} if threshold is None else {"screen_threshold": threshold}
-        for index, result in runtime.evaluate([(wanted[digest], options) for digest in todo]):
+        for index, result in runtime.evaluate([_job(wanted[digest], threshold) for digest in todo]):
             store.add(result, searcher.name, searcher.seed)  # committed as soon as it arrives
             raise_if_pending()  # a stop signal whose exception was swallowed mid-evaluation
             found[todo[index]] = result
@@ -91,3 +90,11 @@ def run_search(
         stale = 0 if new else stale + 1
         searcher.tell(results)
     return SearchOutcome(best, answered, evaluated)
+
+
+def _job(proposal: Proposal, screen_threshold: float | None) -> tuple[list[float], dict]:
+    """A proposal as a runtime job: its policy and the evaluator's options for it."""
+    options: dict = {} if screen_threshold is None else {"screen_threshold": screen_threshold}
+    if proposal.images is not None:
+        options["images"] = proposal.images
+    return proposal.policy, options

@@ -86,7 +86,8 @@ class Evaluator:
         self.dense_macs, self.dense_params = dense.macs, dense.params
         self.heldout = place_batches(list(data.loader("heldout", batch_size=batch_size, limit=s.heldout_images)),
                                      self.device)
-        self.screen = self.heldout[: math.ceil(s.screen_images / batch_size)] if s.screen_images else []
+        self.batch_size = batch_size
+        self.screen = self.heldout_slice(s.screen_images) if s.screen_images else []
         train_steps = max(s.recalibration_batches, s.finetune_steps)
         train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=s.seed)
         self.train_batches = place_batches([b for _, b in zip(range(train_steps), train, strict=False)], self.device)
@@ -101,9 +102,13 @@ class Evaluator:
             self._finetune(slim)
         return slim.eval()
 
-    def __call__(self, policy: Policy, screen_threshold: float | None = None, train_steps: int = 0) -> Result:
+    def __call__(self, policy: Policy, screen_threshold: float | None = None, train_steps: int = 0,
+                 images: int | None = None) -> Result:
         """Evaluate one policy; with a `screen_threshold` (and screening set up), stop after the screening slice
-        if its score falls below the threshold; with `train_steps`, score it after that many fine-tuning steps."""
+        if its score falls below the threshold; with `train_steps`, score it after that many fine-tuning steps;
+        with `images`, score it on the first that many held-out images only (whole batches): a sensitivity
+        probe needs a score drop paired with the dense model's on the same images, not a full score. A result
+        scored on part of the split is not `complete`, so it never becomes a run's best."""
         start = time.perf_counter()
         ratios = policy_ratios(self.analysis.groups, policy)
         slim = self.build(ratios)
@@ -115,7 +120,9 @@ class Evaluator:
         if screen_threshold is not None and self.screen:
             screen_score = self.score(slim, self.screen)
         complete = screen_score is None or screen_score >= screen_threshold
-        score = self.score(slim, self.heldout) if complete else screen_score
+        heldout = self.heldout_slice(images)
+        score = self.score(slim, heldout) if complete else screen_score
+        complete = complete and len(heldout) == len(self.heldout)
         flops_ratio, params_ratio = cost.macs / self.dense_macs, cost.params / self.dense_params
         result = Result(
             policy=[float(r) for r in ratios], policy_hash=policy_hash(ratios),
@@ -127,6 +134,12 @@ class Evaluator:
         result.reward = _call_user(self.reward, "reward", result)
         result.wall_time = time.perf_counter() - start
         return result
+
+    def heldout_slice(self, images: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The held-out batches that cover the first `images` images (all of them for None or 0)."""
+        if not images:
+            return self.heldout
+        return self.heldout[: math.ceil(images / self.batch_size)]
 
     def score(self, slim: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
         """The metric of a built slim model on `batches`, without autograd, in the evaluator's precision."""

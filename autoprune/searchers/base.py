@@ -34,6 +34,7 @@ class Proposal:
 
     trial: int
     policy: list[float]
+    images: int | None = None  # score it on this many held-out images (None: all), see Searcher.images_for
 
 
 class Searcher(ABC):
@@ -78,7 +79,7 @@ class Searcher(ABC):
         """Up to `n` feasible policies to evaluate next (fewer, or none, once `done` or while waiting)."""
         proposals = []
         for policy, note in self.propose(n) if n > 0 else []:
-            proposal = Proposal(self._trials, [float(x) for x in policy])
+            proposal = Proposal(self._trials, [float(x) for x in policy], self.images_for(note))
             self._outstanding[proposal.trial] = (proposal.policy, note)
             self._trials += 1
             proposals.append(proposal)
@@ -94,6 +95,11 @@ class Searcher(ABC):
     @abstractmethod
     def propose(self, n: int) -> list[tuple[list[float], Any]]:
         """Up to `n` (policy, note) pairs; the note comes back with the policy's result in `learn`."""
+
+    def images_for(self, note: Any) -> int | None:
+        """Held-out images to score the proposal with this note on (None: all of them). A searcher whose
+        proposals are measurements rather than candidates (sensitivity probes) may ask for fewer."""
+        return None
 
     def learn(self, told: list[Told]) -> None:  # noqa: B027
         """Learn from results, in the order their policies were asked for."""

@@ -11,7 +11,9 @@
 
 The probes break the budget on purpose (one group pruned, the rest dense): they are stored like any evaluation
 but can never be the run's best. The search asks `1 + groups x levels` probes, then the one allocated policy;
-`--evals` must allow that many. Probes are asked ahead of their results, so Ray workers stay busy.
+`--evals` must allow that many. Probes are asked ahead of their results, so Ray workers stay busy. Each probe is
+scored on the first `probe_images` held-out images (its drop is paired with the dense model's on the same images):
+a third cheaper than a full score at 1,000 of 2,000 (experiments/results/probe_images.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from autoprune.bisection import bracket
 from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import Searcher, SearcherSettings, Told
 
+PROBE_IMAGES = 1000
+
 
 class SensitivityThresholdSearcher(Searcher):
     """Per-group sensitivity table, then one score-drop threshold for all groups, bisected onto the budget."""
@@ -36,6 +40,9 @@ class SensitivityThresholdSearcher(Searcher):
         """The keep levels each group is probed at (documented in agents/sensitivity.yaml)."""
 
         levels: list[float] = Field(default_factory=lambda: [0.8, 0.6, 0.4, 0.2])
+        # held-out images each probe is scored on (0: as many as a candidate); a probe's score drop is paired
+        # with the dense model's on the same images, so fewer images measure it well, at a fraction of the cost
+        probe_images: int = Field(PROBE_IMAGES, ge=0)
 
         @field_validator("levels")
         @classmethod
@@ -78,6 +85,12 @@ class SensitivityThresholdSearcher(Searcher):
         self.done = True
         self.final = self.allocate()
         return [(self.final, None)]
+
+    def images_for(self, note: int | None) -> int | None:
+        """Probes (noted with their index) on `probe_images` held-out images; the allocated policy on all."""
+        if note is None:
+            return None
+        return self.settings.probe_images or None
 
     def learn(self, told: list[Told]) -> None:
         for _, probe, result in told:
