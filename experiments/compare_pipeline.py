@@ -18,6 +18,9 @@ methods). The finalists' rungs only select a policy: the final fine-tune starts 
 like every baseline's, so the pipeline's model gets no training the baselines do not, and rows with the
 baselines' fine-tune lengthened by the rung steps would repeat the baseline rows; they are not run.
 
+When a new version changes the sensitivity allocation or the pipeline, `--supersede "what changed"` moves their
+rows (and their fine-tunes) into a superseded generation, listed below the tables beside the new rows.
+
 Each finished cell (setting, method, seed) is written to experiments/results/compare_pipeline.json at once; a
 rerun skips it (resumable). A policy already fine-tuned with the same seed (the pipeline's winner is often a
 baseline's policy) is not trained again. `--report` only rewrites compare_pipeline.md and the plot.
@@ -223,37 +226,75 @@ def _shipped(runs: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def superseded_table(results: dict) -> list[str]:
-    """The sensitivity and pipeline rows an earlier version computed, beside the current ones."""
-    old = results.get("superseded", {})
-    if not old:
-        return []
-    rows = ["## Superseded rows", "",
-            "Sensitivity and pipeline rows computed before the sensitivity allocation spent the budget that "
-            "channel rounding left and before the incumbent rule (the pipeline ships the sensitivity allocation "
-            "unless a finalist leads it at the last rung by more than the margin): mean test accuracy after the "
-            "fine-tune, %, and the pipeline's margin over the best non-search method then and now.", "",
-            "| setting | sensitivity then | pipeline then | margin then | sensitivity now | pipeline now "
-            "| margin now |",
-            "|---|---|---|---|---|---|---|"]
+FIRST_GENERATION = ("Sensitivity and pipeline rows computed before the sensitivity allocation spent the budget that "
+                    "channel rounding left and before the incumbent rule (the pipeline ships the sensitivity "
+                    "allocation unless a finalist leads it at the last rung by more than the margin).")
 
-    def mean(cells: dict, prefix: str) -> float | None:
-        values = [c["test_after"] * 100 for k, c in cells.items() if k.startswith(prefix)]
+
+def superseded_generations(results: dict) -> list[dict]:
+    """Earlier versions' sensitivity and pipeline rows, oldest first: {"description", "cells"} each (the first
+    generation was stored as a bare dict of cells)."""
+    old = results.get("superseded") or []
+    if isinstance(old, dict):
+        old = [{"description": FIRST_GENERATION, "cells": old}]
+    return old
+
+
+def supersede(results: dict, description: str) -> None:
+    """Move the current sensitivity and pipeline rows into a new superseded generation, so a new version of
+    either recomputes them; their fine-tunes are forgotten too (unless another current row shares one), so the
+    new rows' wall times are measured by the new run."""
+    moved = {k: c for k, c in results["cells"].items() if k.split("|")[2] in ("sensitivity", "pipeline")}
+    for key in moved:
+        del results["cells"][key]
+    kept = {(k.split("|")[0], k.split("|")[1], c["policy_hash"], k.split("|")[3]) for k, c in results["cells"].items()}
+    for key in list(results["finetunes"]):
+        model, budget, digest, seed, _epochs = key.split("|")
+        if (model, budget, digest, seed) not in kept and any(
+                c["policy_hash"] == digest and k.startswith(f"{model}|{budget}|") and k.endswith(f"|{seed}")
+                for k, c in moved.items()):
+            del results["finetunes"][key]
+    results["superseded"] = [*superseded_generations(results), {"description": description, "cells": moved}]
+
+
+def superseded_table(results: dict) -> list[str]:
+    """The sensitivity and pipeline rows earlier versions computed, beside the current ones."""
+    generations = superseded_generations(results)
+    if not generations:
+        return []
+
+    def mean(cells: dict, prefix: str, field: str = "test_after", scale: float = 100) -> float | None:
+        values = [c[field] * scale for k, c in cells.items() if k.startswith(prefix)]
         return float(np.mean(values)) if values else None
 
-    def text(value: float | None, signed: bool = False) -> str:
-        return "-" if value is None else (f"{value:+.2f}" if signed else f"{value:.2f}")
+    def wall(cells: dict, setting: str) -> float | None:
+        ratios = [c["total_s"] / c["finetune_s"] for k, c in cells.items() if k.startswith(f"{setting}|pipeline|")]
+        return float(np.median(ratios)) if ratios else None
 
-    for setting in dict.fromkeys("|".join(k.split("|")[:2]) for k in old):
-        best = max((mean(results["cells"], f"{setting}|{m}|") or 0.0 for m in NON_SEARCH if m != "sensitivity"),
-                   default=0.0)
-        then = [mean(old, f"{setting}|{m}|") for m in ("sensitivity", "pipeline")]
-        now = [mean(results["cells"], f"{setting}|{m}|") for m in ("sensitivity", "pipeline")]
+    def text(value: float | None, signed: bool = False, unit: str = "") -> str:
+        return "-" if value is None else (f"{value:+.2f}" if signed else f"{value:.{1 if unit else 2}f}{unit}")
 
-        margins = [None if sens is None or pipe is None else pipe - max(best, sens) for sens, pipe in (then, now)]
-        rows.append(f"| {setting.replace('|', ' / ')} | {text(then[0])} | {text(then[1])} | "
-                    f"{text(margins[0], True)} | {text(now[0])} | {text(now[1])} | {text(margins[1], True)} |")
-    return [*rows, ""]
+    rows = ["## Superseded rows", "",
+            "Mean test accuracy after the fine-tune (%), the pipeline's margin over the best non-search method "
+            "and its wall time over its final fine-tune (median), then and now.", ""]
+    for number, generation in enumerate(generations, 1):
+        old = generation["cells"]
+        rows += [f"{number}. {generation['description']}", "",
+                 "| setting | sensitivity then | pipeline then | margin then | wall then | sensitivity now "
+                 "| pipeline now | margin now | wall now |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for setting in dict.fromkeys("|".join(k.split("|")[:2]) for k in old):
+            best = max((mean(results["cells"], f"{setting}|{m}|") or 0.0 for m in NON_SEARCH
+                        if m != "sensitivity"), default=0.0)
+            then = [mean(old, f"{setting}|{m}|") for m in ("sensitivity", "pipeline")]
+            now = [mean(results["cells"], f"{setting}|{m}|") for m in ("sensitivity", "pipeline")]
+            margins = [None if sens is None or pipe is None else pipe - max(best, sens) for sens, pipe in (then, now)]
+            walls = [text(wall(cells, setting), unit="x") for cells in (old, results["cells"])]
+            rows.append(f"| {setting.replace('|', ' / ')} | {text(then[0])} | {text(then[1])} | "
+                        f"{text(margins[0], True)} | {walls[0]} | {text(now[0])} | {text(now[1])} | "
+                        f"{text(margins[1], True)} | {walls[1]} |")
+        rows.append("")
+    return rows
 
 
 def write_report(results: dict, md_path: Path, png_path: Path, epochs: int) -> None:
@@ -323,10 +364,15 @@ def main() -> None:
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--name", default="compare_pipeline", help="results file name (without extension)")
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plot")
+    parser.add_argument("--supersede", metavar="DESCRIPTION", help="first move the sensitivity and pipeline rows "
+                        "to a superseded generation described so (a new version of either), then recompute them")
     args = parser.parse_args()
     torch.set_num_threads(2)
     json_path, md_path, png_path = out_paths(args.name)
     results = load(json_path)
+    if args.supersede:
+        supersede(results, args.supersede)
+        save(results, json_path)
     if not args.report:
         run(args, results, json_path)
     write_report(results, md_path, png_path, args.epochs)
