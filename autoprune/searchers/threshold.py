@@ -13,7 +13,7 @@ The probes break the budget on purpose (one group pruned, the rest dense): they 
 but can never be the run's best. The search asks `1 + groups x levels` probes, then the one allocated policy;
 `--evals` must allow that many. Probes are asked ahead of their results, so Ray workers stay busy. Each probe is
 scored on the first `probe_images` held-out images (its drop is paired with the dense model's on the same images):
-a third cheaper than a full score at 1,000 of 2,000 (experiments/results/probe_images.md).
+about 30 % cheaper than a full score at 1,000 of 2,000 (experiments/results/probe_images.md).
 """
 
 from __future__ import annotations
