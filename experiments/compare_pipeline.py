@@ -247,13 +247,17 @@ def superseded_generations(results: dict) -> list[dict]:
     return old
 
 
-def supersede(results: dict, description: str) -> None:
+def supersede(results: dict, description: str, reuse_finetunes: bool = False) -> None:
     """Move the current sensitivity and pipeline rows into a new superseded generation, so a new version of
-    either recomputes them; their fine-tunes are forgotten too (unless another current row shares one), so the
-    new rows' wall times are measured by the new run."""
+    either recomputes them; their fine-tunes are forgotten too (unless another current row shares one, or
+    `reuse_finetunes` says the change leaves training alone), so the new rows' wall times are measured by the new
+    run. A fine-tune is keyed by its policy and seed, so a reused one is the same computation as a new one."""
     moved = {k: c for k, c in results["cells"].items() if k.split("|")[2] in ("sensitivity", "pipeline")}
     for key in moved:
         del results["cells"][key]
+    results["superseded"] = [*superseded_generations(results), {"description": description, "cells": moved}]
+    if reuse_finetunes:
+        return
     kept = {(k.split("|")[0], k.split("|")[1], c["policy_hash"], k.split("|")[3]) for k, c in results["cells"].items()}
     for key in list(results["finetunes"]):
         model, budget, digest, seed, _epochs = key.split("|")
@@ -261,7 +265,6 @@ def supersede(results: dict, description: str) -> None:
                 c["policy_hash"] == digest and k.startswith(f"{model}|{budget}|") and k.endswith(f"|{seed}")
                 for k, c in moved.items()):
             del results["finetunes"][key]
-    results["superseded"] = [*superseded_generations(results), {"description": description, "cells": moved}]
 
 
 def superseded_table(results: dict) -> list[str]:
@@ -375,12 +378,14 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plot")
     parser.add_argument("--supersede", metavar="DESCRIPTION", help="first move the sensitivity and pipeline rows "
                         "to a superseded generation described so (a new version of either), then recompute them")
+    parser.add_argument("--reuse-finetunes", action="store_true", help="with --supersede, for a change that "
+                        "leaves training alone: keep the recorded fine-tunes (same policy and seed) and their seconds")
     args = parser.parse_args()
     torch.set_num_threads(2)
     json_path, md_path, png_path = out_paths(args.name)
     results = load(json_path)
     if args.supersede:
-        supersede(results, args.supersede)
+        supersede(results, args.supersede, reuse_finetunes=args.reuse_finetunes)
         save(results, json_path)
     if not args.report:
         run(args, results, json_path)

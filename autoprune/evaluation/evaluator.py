@@ -12,7 +12,7 @@ model will (experiments/fidelity_study.py measures how well). The finalists are 
 
 Batches are materialised once at construction, and placed once on the evaluator's device (with the model), so an
 evaluation spends its time in forward passes. Scoring runs under `torch.inference_mode`, in fp32 unless `amp`
-asks for bf16 or fp16 autocast.
+asks for bf16 or fp16 autocast, and in channels-last memory layout where that pays (autoprune.evaluation.layout).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from autoprune.engine import Analysis, count_cost, measure_latency
 from autoprune.engine.slim import Policy, policy_ratios
 from autoprune.errors import AutopruneError, UserFunctionError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
+from autoprune.evaluation.layout import ScoringLayout, channels_last, check_layout
 from autoprune.evaluation.result import Result, policy_hash
 from autoprune.settings import ScoringSettings, validated
 from autoprune.training import Loss, Metric, accuracy, train
@@ -68,9 +69,10 @@ class Evaluator:
         **scoring: Any,
     ) -> None:
         """`scoring`: the ScoringSettings (heldout_images, recalibration_batches, finetune_steps, candidate_lr,
-        screen_images, amp, seed), validated there and defaulted there; `distill`: the short fine-tunes of
-        `train` distil from the dense model."""
-        check_amp(scoring.get("amp", "off"))  # its own message lists the choices
+        screen_images, amp, channels_last, seed), validated there and defaulted there; `distill`: the short
+        fine-tunes of `train` distil from the dense model."""
+        check_amp(scoring.get("amp", "off"))  # their own messages list the choices
+        check_layout(scoring.get("channels_last", "auto"))
         self.settings = s = validated(ScoringSettings, scoring, "evaluator")
         self.device = resolve_device(device)
         self.analysis = analysis.to(self.device)
@@ -92,12 +94,14 @@ class Evaluator:
         train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=s.seed)
         self.train_batches = place_batches([b for _, b in zip(range(train_steps), train, strict=False)], self.device)
         self.measure_latency = budget.limit("latency") is not None
+        self.layout = ScoringLayout(s.channels_last, self.device, self.analysis.model, x)
 
     def build(self, policy: Policy) -> nn.Module:
         """The slim model exactly as it is scored: pruned, BN-recalibrated and (if set) briefly fine-tuned."""
         slim = self.analysis.apply(policy).eval()
         if self.settings.recalibration_batches:
-            recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[: self.settings.recalibration_batches]))
+            with channels_last(slim, self.layout.for_recalibration(slim)):
+                recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[: self.settings.recalibration_batches]))
         if self.settings.finetune_steps:
             self._finetune(slim)
         return slim.eval()
@@ -142,8 +146,11 @@ class Evaluator:
         return self.heldout[: math.ceil(images / self.batch_size)]
 
     def score(self, slim: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
-        """The metric of a built slim model on `batches`, without autograd, in the evaluator's precision."""
-        with torch.inference_mode(), scoring_precision(self.device, self.settings.amp):
+        """The metric of a built slim model on `batches`, without autograd, in the evaluator's precision and
+        memory layout (the model is back in its own layout afterwards)."""
+        # the layout changes outside inference mode: parameters converted inside it could not be trained later
+        with (channels_last(slim, self.layout.for_scoring()), torch.inference_mode(),
+              scoring_precision(self.device, self.settings.amp)):
             return _call_user(self.metric, "metric", slim, batches)
 
     def to(self, device: str | torch.device) -> Evaluator:
@@ -154,6 +161,7 @@ class Evaluator:
         self.heldout = place_batches(self.heldout, self.device)
         self.screen = self.heldout[: len(self.screen)]
         self.train_batches = place_batches(self.train_batches, self.device)
+        self.layout = ScoringLayout(self.settings.channels_last, self.device, self.analysis.model, self.example_input)
         return self
 
     def portable(self) -> Evaluator:
