@@ -8,6 +8,8 @@ Two models, each scoring random policies at 0.5 flops through the evaluator a se
   2 recalibration batches of 128).
 Each cell times `--evals` evaluations after one warm-up evaluation (cuDNN autotuning, lazy CUDA start-up). Mixed
 precision cells also record how the scores and their ranking differ from the fp32 scores of the same policies.
+GPU cells marked `+cl` score in channels-last layout (`channels_last=on`; `auto` leaves GPUs contiguous until
+these cells say it pays there; on the CPU `auto` is channels-last, experiments/results/layout_benchmark.md).
 
 `--cpu-before REF` measures the CPU before and after in one run: the same evaluations with the package as it
 was at git REF (exported to a temporary folder) and as it is now, alternating, in fresh processes; the ratio is
@@ -64,7 +66,7 @@ def image_folder(root: Path, classes: int = 10, train: int = 160, val: int = 20)
 
 def prepare(model: str, device: str, amp: str, data_dir: str | None):
     """The search's evaluator and space for one benchmark model (works with autoprune before the device work:
-    device and amp are passed only where the settings know them)."""
+    device and amp are passed only where the settings know them). `amp` may end in `+cl`: channels-last forced."""
     from autoprune.app.pipeline import prepare_search
     from autoprune.data import load_data
     from autoprune.models import build_model
@@ -74,8 +76,11 @@ def prepare(model: str, device: str, amp: str, data_dir: str | None):
     bundle = load_data(data, data_dir)
     settings = {"model": name, "data": data, "budget": "0.5flops", "agent": "random", "finalists": 0,
                 "finetune_epochs": 0, "heldout_images": heldout, "recalibration_batches": recalibration}
+    amp, forced, _ = amp.partition("+cl")
     if "device" in ExperimentConfig.model_fields:
         settings.update(device=device, amp=amp)
+    if "channels_last" in ExperimentConfig.model_fields:  # auto: channels-last on CPUs, contiguous on GPUs
+        settings.update(channels_last="on" if forced else "auto")
     net = build_model(name, bundle.in_channels, bundle.num_classes) if name == "resnet50" else None
     return prepare_search(ExperimentConfig(**settings), model=net, data=bundle)
 
@@ -139,7 +144,8 @@ def run(args: argparse.Namespace, results: dict) -> None:
     for model in args.models.split(","):
         cells.append((f"{model}|cpu|off|in process", model, "cpu", "off", 0))
         if torch.cuda.is_available():
-            cells += [(f"{model}|cuda|{amp}|in process", model, "cuda", amp, 0) for amp in ("off", "bf16", "fp16")]
+            cells += [(f"{model}|cuda|{amp}|in process", model, "cuda", amp, 0)
+                      for amp in ("off", "bf16", "fp16", "off+cl", "bf16+cl")]
             cells += [(f"{model}|cuda|off|ray x{w}", model, "cuda", "off", w) for w in SHARES]
     for key, model, device, amp, workers in cells:
         if key in results["cells"]:
@@ -195,11 +201,14 @@ def report(results: dict) -> None:
     notes = ["Evaluations per minute of random policies at 0.5 flops through the search's evaluator (prune, "
              "recalibrate BatchNorm, score the held-out slice). Mixed-precision rows: Spearman rank correlation of "
              "their scores with the fp32 scores of the same policies, and the largest score difference."]
-    pairs = [v for k, v in cells.items() if k.startswith("cpu before/after")]
-    if pairs:
+    refs = dict.fromkeys(k.split("|")[1] for k in cells if k.startswith("cpu before/after"))
+    for ref in refs:
+        pairs = [v for k, v in cells.items() if k.startswith(f"cpu before/after|{ref}|")]
         ratios = [p["after"] / p["before"] for p in pairs]
-        notes += ["", f"CPU before/after the device work (ResNet-20, {len(pairs)} alternating rounds in fresh "
-                  f"processes): before {statistics.median(p['before'] for p in pairs):.1f}, after "
+        label = results.get("labels", {}).get(ref, ref)
+        notes += ["", f"CPU before/after {label} (package at {ref} against the commit of this table; ResNet-20, "
+                  f"{len(pairs)} alternating rounds in fresh processes): before "
+                  f"{statistics.median(p['before'] for p in pairs):.1f}, after "
                   f"{statistics.median(p['after'] for p in pairs):.1f} evaluations/min; median ratio after/before "
                   f"{statistics.median(ratios):.3f} (per round: {', '.join(f'{r:.3f}' for r in ratios)})."]
     if not any("|cuda|" in k for k in cells):
@@ -217,6 +226,7 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=16, help="timed evaluations per GPU cell")
     parser.add_argument("--cpu-before", help="git ref of the package to compare the CPU speed with")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--label", help="with --cpu-before: what changed since that ref, for the table's note")
     parser.add_argument("--data-dir", help="Fashion-MNIST's folder (default: autoprune's search order)")
     parser.add_argument("--images", default=str(Path(tempfile.gettempdir()) / "autoprune-bench-images"),
                         help="where the generated image folder is made")
@@ -227,6 +237,8 @@ def main() -> None:
         print(json.dumps(measure(model, device, amp, evals, data_dir)))
         return
     results = json.loads(JSON.read_text()) if JSON.is_file() else {"cells": {}}
+    if args.cpu_before and args.label:
+        results.setdefault("labels", {})[args.cpu_before] = args.label
     run(args, results)
     report(results)
 

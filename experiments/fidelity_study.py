@@ -19,7 +19,8 @@ minus the best of theirs bounds what any score could gain over them by picking a
 
 Every measurement is written to experiments/results/fidelity_study.json as it finishes; a rerun resumes, and the
 measurements are taken in passes (cheap scores, truth, 50 and 200 steps first; distillation; then 500 steps) so
-that a partial run already answers the main question. `--report` only rewrites the tables from what is there.
+that a partial run already answers the main question; after the first, a pass measures one score for every
+candidate before the next. `--report` only rewrites the tables from what is there.
 
     python experiments/fidelity_study.py                       # resnet20 then mobilenetv2
     python experiments/fidelity_study.py --models resnet20 --report
@@ -195,9 +196,13 @@ def run_model(model: str, results: dict, passes: int) -> None:
         dense_logits = [net(x) for x, _ in evaluator.heldout]
     measured = entry["measurements"]
     for index, names in enumerate(PASSES[:passes]):
-        for candidate in measuring_order(entry["candidates"]):
+        # the first pass goes candidate by candidate (each gets its truth with its cheap scores); later passes go
+        # score by score, so a partial pass already ranks every candidate by its first score
+        order = measuring_order(entry["candidates"])
+        jobs = [(c, names) for c in order] if index == 0 else [(c, (name,)) for name in names for c in order]
+        for candidate, job_names in jobs:
             row = measured.setdefault(candidate["hash"], {})
-            for name in names:
+            for name in job_names:
                 if (name if name not in ("recal",) else "recal_acc") in row:
                     continue
                 row.update(measure(name, candidate, evaluator, data, dense_logits))

@@ -56,6 +56,8 @@ def search(
                                                     "or cuda:N")] = None,
     amp: Annotated[str | None, typer.Option(help="score candidates under bf16 or fp16 autocast (default off: "
                                                  "exact fp32 scores)")] = None,
+    channels_last: Annotated[str | None, typer.Option(
+        help="score in channels-last memory layout: auto (default: on CPUs, where it is faster), on or off")] = None,
     gpus_per_worker: Annotated[float | None, typer.Option(help="with --workers: each Ray worker's share of a GPU "
                                                                "(0.25: four share one; default 0: CPU)")] = None,
 ) -> None:

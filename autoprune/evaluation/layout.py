@@ -14,14 +14,12 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from autoprune.errors import InputError
 
-Layout = Literal["auto", "on", "off"]
 LAYOUTS: tuple[str, ...] = ("auto", "on", "off")
 ODD_NORMS_ALLOWED = 0.25  # auto recalibrates in channels-last while at most this share of BN layers is odd-sized
 
@@ -78,7 +76,7 @@ class ScoringLayout:
         self.enabled = runs_channels_last(model, example)
         if layout == "on" and not self.enabled:
             raise InputError("the model does not run in channels-last memory layout (its forward fails or its "
-                             "outputs change); set $channels_last=off or auto")
+                             "outputs change); use $channels_last=off")
 
     def for_scoring(self) -> bool:
         """Inference passes: channels-last whenever enabled."""
