@@ -43,7 +43,7 @@ class ScoringSettings(BaseModel):
     candidate_lr: float = Field(0.01, gt=0)
     screen_images: int = Field(0, ge=0)  # multi-fidelity screening slice (0: off)
     amp: Literal["off", "bf16", "fp16"] = "off"  # autocast while scoring candidates (off: exact fp32 scores)
-    # channels-last memory layout while scoring (auto: on CPUs, where it is 20-45 % faster; on or off to force)
+    # channels-last memory layout while scoring (auto: on CPUs, where it is faster; on or off to force it)
     channels_last: Literal["auto", "on", "off"] = "auto"
 
 

@@ -206,7 +206,7 @@ def report(results: dict) -> None:
         pairs = [v for k, v in cells.items() if k.startswith(f"cpu before/after|{ref}|")]
         ratios = [p["after"] / p["before"] for p in pairs]
         label = results.get("labels", {}).get(ref, ref)
-        notes += ["", f"CPU before/after {label} (package at {ref} against the commit of this table; ResNet-20, "
+        notes += ["", f"CPU before/after {label} (before: the package at {ref}; ResNet-20, "
                   f"{len(pairs)} alternating rounds in fresh processes): before "
                   f"{statistics.median(p['before'] for p in pairs):.1f}, after "
                   f"{statistics.median(p['after'] for p in pairs):.1f} evaluations/min; median ratio after/before "
