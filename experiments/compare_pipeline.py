@@ -278,7 +278,8 @@ def supersede(results: dict, description: str, reuse_finetunes: bool = False) ->
     """Move the current sensitivity and pipeline rows into a new superseded generation, so a new version of
     either recomputes them; their fine-tunes are forgotten too (unless another current row shares one, or
     `reuse_finetunes` says the change leaves training alone), so the new rows' wall times are measured by the new
-    run. A fine-tune is keyed by its policy and seed, so a reused one is the same computation as a new one."""
+    run. A fine-tune is keyed by its policy and seed, so a reused one ran the same recipe on the same inputs
+    (`--retime-finetunes` then times it again on the machine that measured the new rows' policy time)."""
     moved = {k: c for k, c in results["cells"].items() if k.split("|")[2] in ("sensitivity", "pipeline")}
     for key in moved:
         del results["cells"][key]
