@@ -187,6 +187,7 @@ def retime(args: argparse.Namespace, results: dict, json_path: Path) -> None:
     fine-tune reports; the new one is recorded beside it (`test_after_now`: the fine-tune's spread across machines
     and torch builds)."""
     wanted = [int(s) for s in args.seeds.split(",")]
+    settings: dict[tuple[str, str], Setting] = {}  # data, model and analysis loaded once per setting
     for key, cell in results["cells"].items():
         model, budget, method, seed = key.split("|")
         if method not in ("sensitivity", "pipeline") or model not in args.models.split(",") \
@@ -195,8 +196,9 @@ def retime(args: argparse.Namespace, results: dict, json_path: Path) -> None:
         tuned_key = f"{model}|{budget}|{cell['policy_hash']}|{seed}|{args.epochs}"
         tuned = results["finetunes"][tuned_key]
         if "measured_at" not in tuned:
-            setting = Setting(model, budget, args.data)
-            again = final_finetune(setting, cell["policy"], int(seed), args.epochs)
+            if (model, budget) not in settings:
+                settings[(model, budget)] = Setting(model, budget, args.data)
+            again = final_finetune(settings[(model, budget)], cell["policy"], int(seed), args.epochs)
             tuned.update(finetune_s_earlier=tuned["finetune_s"], finetune_s=again["finetune_s"],
                          test_after_now=again["test_after"], measured_at=code_version())
             save(results, json_path)
