@@ -39,6 +39,10 @@ def search_args(out: Path, evals: int = EVALS) -> list[str]:
 
 
 def stored_hashes(out: Path) -> list[str]:
+    """The stored evaluations' hashes, in order; never creates the store (an empty file made by connecting to a
+    store the search has not created yet would make its run directory look used)."""
+    if not (out / "store.sqlite").is_file():
+        return []
     try:
         return [h for (h,) in sqlite3.connect(out / "store.sqlite").execute(
             "SELECT policy_hash FROM evaluations ORDER BY seq")]
