@@ -79,17 +79,18 @@ def measure(model: str) -> dict:
     analysis = analyse(net.eval(), example_input(data.in_channels, data.image_size))
     budget = Budget.parse("0.25flops")
     evaluators = {name: Evaluator(analysis, data, budget, seed=0, channels_last=name) for name in ("off", "auto")}
-    probes = make_searcher("sensitivity", SearchSpace(analysis, budget)).probes
+    allocator = make_searcher("sensitivity", SearchSpace(analysis, budget))
+    probes, options = allocator.probes, allocator.scoring_for(0).options()  # as the pipeline scores them
     seconds = {"off": 0.0, "auto": 0.0}
     scores: dict[str, list[float]] = {"off": [], "auto": []}
     for i, probe in enumerate(probes):
-        for name, (s, result) in paired(evaluators, lambda e, p=probe: e(p, images=1000), i).items():
+        for name, (s, result) in paired(evaluators, lambda e, p=probe: e(p, **options), i).items():
             seconds[name] += s
             scores[name].append(result.score)
     same_allocation = {}
     for target in ("0.25flops", "0.10flops"):
         space = SearchSpace(analysis, Budget.parse(target))
-        allocations = [sensitivity_policy(space, lambda ps, _images, v=scores[name]: v, [0.8, 0.6, 0.4, 0.2])
+        allocations = [sensitivity_policy(space, lambda ps, _options, v=scores[name]: v, [0.8, 0.6, 0.4, 0.2])
                        for name in ("off", "auto")]
         same_allocation[target] = allocations[0] == allocations[1]
     space = SearchSpace(analysis, budget)

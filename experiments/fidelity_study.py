@@ -139,7 +139,7 @@ def measure(name: str, candidate: dict, evaluator: Evaluator, data, dense_logits
 def reference_policies(space: SearchSpace, evaluator: Evaluator) -> dict[str, list[float]]:
     """The non-search allocations of compare_pipeline.py, the sensitivity probes scored by `evaluator`."""
     references = baseline_policies(space)
-    references["sensitivity"] = sensitivity_policy(space, lambda probes, images: [evaluator(p, images=images).score
+    references["sensitivity"] = sensitivity_policy(space, lambda probes, options: [evaluator(p, **options).score
                                                                          for p in probes])
     return references
 

@@ -100,22 +100,30 @@ def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_th
         assert keep >= max(lo, _least_keep(curve, shared)) - 1e-6
 
 
-def test_sensitivity_probes_are_scored_on_fewer_images_and_never_become_the_best(trained_digits_resnet, digits,
-                                                                                  search_setup, tmp_path) -> None:
-    space, evaluator = search_setup(trained_digits_resnet, digits, batch_size=50)  # 150 held-out images
-    searcher = make_searcher("sensitivity", space, levels=[0.6, 0.3], probe_images=50)
+def test_sensitivity_probes_are_scored_on_fewer_images_and_batches_and_never_become_the_best(
+        trained_digits_resnet, digits, search_setup, tmp_path) -> None:
+    space, evaluator = search_setup(trained_digits_resnet, digits, batch_size=50)  # 150 images, 2 BN batches
+    searcher = make_searcher("sensitivity", space, levels=[0.6, 0.3], probe_images=50, probe_recalibration_batches=1)
     store = TrialStore(tmp_path / "s.sqlite")
     outcome = run_search(searcher, evaluator, store, searcher.required_evals, batch_size=4)
     probes = {policy_hash(p) for p in searcher.probes}
     stored = {r.policy_hash: r for r in store.results()}
     assert set(stored) == probes | {outcome.best.policy_hash} and outcome.best.policy_hash not in probes
     assert not any(stored[h].complete for h in probes)  # scored on the first batch only
-    dense = stored[policy_hash(searcher.probes[0])]
-    assert dense.score == evaluator.score(evaluator.build(searcher.probes[0]), evaluator.heldout[:1])
+    pruned = stored[policy_hash(searcher.probes[1])]  # BatchNorm re-estimated on the first training batch only
+    assert pruned.score == evaluator.score(evaluator.build(searcher.probes[1], 1), evaluator.heldout[:1])
+    one, two = (evaluator.build(searcher.probes[1], batches) for batches in (1, 2))
+    assert not torch.equal(_running_means(one), _running_means(two))  # a candidate's two batches differ from one
     assert outcome.best.complete and outcome.best.score == evaluator(outcome.best.policy).score  # the whole split
     assert searcher.final == pytest.approx(outcome.best.policy)
-    full = make_searcher("sensitivity", space, levels=[0.6, 0.3], probe_images=0)  # every probe on every image
-    assert all(full.images_for(i) is None for i in range(len(full.probes)))
+    full = make_searcher("sensitivity", space, levels=[0.6, 0.3], probe_images=0, probe_recalibration_batches=0)
+    assert all(full.scoring_for(i).options() == {} for i in range(len(full.probes)))  # scored as candidates
+    # a probe asked for more batches than a candidate gets recalibrates like a candidate, and is complete then
+    assert evaluator(searcher.probes[1], recalibration_batches=5).complete
+
+
+def _running_means(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([m.running_mean for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)])
 
 
 def test_the_sensitivity_finalist_is_the_sensitivity_searchers_policy(setup, tmp_path) -> None:
@@ -124,9 +132,9 @@ def test_the_sensitivity_finalist_is_the_sensitivity_searchers_policy(setup, tmp
     outcome = run_search(searcher, evaluator, TrialStore(tmp_path / "s.sqlite"), searcher.required_evals)
     asked = []
 
-    def score(probes, images):
+    def score(probes, options):
         asked.extend(probes)
-        return [evaluator(p, images=images).score for p in probes]
+        return [evaluator(p, **options).score for p in probes]
 
     assert sensitivity_policy(space, score) == pytest.approx(outcome.best.policy)  # same probes, same threshold
     assert asked == searcher.probes

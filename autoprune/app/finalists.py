@@ -121,11 +121,11 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
 
 def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore,
                    on_result: Callable[[str, Result, bool], None] | None = None,
-                   images: int | None = None) -> dict[str, Result]:
+                   options: dict[str, int] | None = None) -> dict[str, Result]:
     """Recalibrated (fidelity 0) results of named policies: the search's own when it evaluated the same policy,
     else stored or evaluated now among the finalists' evaluations (fidelity 0, origin = the name), so the
     search's table holds the search's evaluations only. `on_result(name, result, from_store)` after each;
-    `images`: scored on that many held-out images (None: all; the sensitivity probes ask for fewer)."""
+    `options`: the evaluator's keyword options (the sensitivity probes ask for fewer images and batches)."""
     results: dict[str, Result] = {}
     todo = []
     for name, policy in policies.items():
@@ -137,8 +137,7 @@ def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: Tr
                 on_result(name, stored, True)
         else:
             todo.append(name)
-    options = {} if images is None else {"images": images}
-    for index, result in runtime.evaluate([(policies[name], options) for name in todo]):
+    for index, result in runtime.evaluate([(policies[name], dict(options or {})) for name in todo]):
         store.add_trained(result, todo[index])
         raise_if_pending()
         results[todo[index]] = result

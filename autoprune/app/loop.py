@@ -95,6 +95,4 @@ def run_search(
 def _job(proposal: Proposal, screen_threshold: float | None) -> tuple[list[float], dict]:
     """A proposal as a runtime job: its policy and the evaluator's options for it."""
     options: dict = {} if screen_threshold is None else {"screen_threshold": screen_threshold}
-    if proposal.images is not None:
-        options["images"] = proposal.images
-    return proposal.policy, options
+    return proposal.policy, {**options, **proposal.scoring.options()}

@@ -280,9 +280,9 @@ def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore,
     config = prepared.config
     policies = baseline_policies(prepared.space) if config.finalist_baselines else {}
     if config.finalist_sensitivity:
-        def probe_scores(probes: list[list[float]], images: int | None) -> list[float]:
+        def probe_scores(probes: list[list[float]], options: dict[str, int]) -> list[float]:
             named = {f"sensitivity probe {i}": p for i, p in enumerate(probes)}
-            return [r.score for r in policy_results(named, runtime, store, on_baseline, images).values()]
+            return [r.score for r in policy_results(named, runtime, store, on_baseline, options).values()]
 
         policies["sensitivity"] = sensitivity_policy(prepared.space, probe_scores, config.finalist_sensitivity)
     return policy_results(policies, runtime, store, on_baseline)

@@ -96,26 +96,32 @@ class Evaluator:
         self.measure_latency = budget.limit("latency") is not None
         self.layout = ScoringLayout(s.channels_last, self.device, self.analysis.model, x)
 
-    def build(self, policy: Policy) -> nn.Module:
-        """The slim model exactly as it is scored: pruned, BN-recalibrated and (if set) briefly fine-tuned."""
+    def build(self, policy: Policy, recalibration_batches: int | None = None) -> nn.Module:
+        """The slim model exactly as it is scored: pruned, BN-recalibrated (on `recalibration_batches` training
+        batches; None: as configured) and (if set) briefly fine-tuned."""
         slim = self.analysis.apply(policy).eval()
-        if self.settings.recalibration_batches:
+        batches = self.settings.recalibration_batches if recalibration_batches is None else recalibration_batches
+        if batches:
             with channels_last(slim, self.layout.for_recalibration(slim)):
-                recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[: self.settings.recalibration_batches]))
+                recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[:batches]))
         if self.settings.finetune_steps:
             self._finetune(slim)
         return slim.eval()
 
     def __call__(self, policy: Policy, screen_threshold: float | None = None, train_steps: int = 0,
-                 images: int | None = None) -> Result:
+                 images: int | None = None, recalibration_batches: int | None = None) -> Result:
         """Evaluate one policy; with a `screen_threshold` (and screening set up), stop after the screening slice
         if its score falls below the threshold; with `train_steps`, score it after that many fine-tuning steps;
         with `images`, score it on the first that many held-out images only (whole batches): a sensitivity
-        probe needs a score drop paired with the dense model's on the same images, not a full score. A result
-        scored on part of the split is not `complete`, so it never becomes a run's best."""
+        probe needs a score drop paired with the dense model's on the same images, not a full score; with
+        `recalibration_batches`, BatchNorm is re-estimated on the first that many training batches instead of the
+        configured number (at most as many as configured). A result scored on part of the split or with fewer
+        batches is not `complete`, so it never becomes a run's best."""
         start = time.perf_counter()
         ratios = policy_ratios(self.analysis.groups, policy)
-        slim = self.build(ratios)
+        configured = self.settings.recalibration_batches
+        recalibration = configured if recalibration_batches is None else min(recalibration_batches, configured)
+        slim = self.build(ratios, recalibration)
         if train_steps:
             self.train(slim, train_steps)
         cost = count_cost(slim, self.example_input)
@@ -126,7 +132,7 @@ class Evaluator:
         complete = screen_score is None or screen_score >= screen_threshold
         heldout = self.heldout_slice(images)
         score = self.score(slim, heldout) if complete else screen_score
-        complete = complete and len(heldout) == len(self.heldout)
+        complete = complete and len(heldout) == len(self.heldout) and recalibration == configured
         flops_ratio, params_ratio = cost.macs / self.dense_macs, cost.params / self.dense_params
         result = Result(
             policy=[float(r) for r in ratios], policy_hash=policy_hash(ratios),

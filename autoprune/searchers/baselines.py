@@ -48,14 +48,14 @@ def baseline_policies(space: SearchSpace) -> dict[str, list[float]]:
             "isomorphic": isomorphic_ranking_policy(space)}
 
 
-def sensitivity_policy(space: SearchSpace, score: Callable[[list[list[float]], int | None], list[float]],
+def sensitivity_policy(space: SearchSpace, score: Callable[[list[list[float]], dict[str, int]], list[float]],
                        levels: Sequence[float] | None = None) -> list[float]:
     """The sensitivity-threshold allocation (the `sensitivity` searcher's policy: same probes, at its default
-    keep levels unless `levels` are given, and same threshold); `score(policies, images)` returns the held-out
-    score of each probe on the first `images` held-out images (None: all), e.g. evaluated on the search's
-    runtime."""
+    keep levels unless `levels` are given, and same threshold); `score(policies, options)` returns the held-out
+    score of each probe evaluated with the evaluator's keyword `options` (a probe's fewer images and
+    recalibration batches: `evaluator(policy, **options)`), e.g. on the search's runtime."""
     allocator = SensitivityThresholdSearcher(space, **({} if levels is None else {"levels": list(levels)}))
-    return allocator.allocate_from(score([list(p) for p in allocator.probes], allocator.images_for(0)))
+    return allocator.allocate_from(score([list(p) for p in allocator.probes], allocator.scoring_for(0).options()))
 
 
 def _ranked_policy(space: SearchSpace, scope_of_group: list[int]) -> list[float]:
