@@ -277,9 +277,13 @@ def write_report(results: dict) -> None:
         lines += [f"## {model}: {done} of {len(entry['candidates'])} candidates with truth (range {spread})", "",
                   "| score | candidates | Spearman rho | Kendall tau (top 20 %) | regret (points) | cost (s) |",
                   "|---|---|---|---|---|---|"]
+        complete = [r for r in rows if r["candidates"] == done]  # a partial pass ranks a non-random subset
         lines += [f"| {r['score']} | {r['candidates']} | {r['spearman']:.3f} | {r['kendall_top20']:.3f} "
-                  f"(n={r['top20_size']}) | {r['regret_points']:.2f} | {r['cost_s']:.1f} |" for r in rows]
+                  f"(n={r['top20_size']}) | {r['regret_points']:.2f} | {r['cost_s']:.1f} |" for r in complete]
         lines.append("")
+        lines += [f"{r['score']}: measured on {r['candidates']} of {done} candidates so far (cost {r['cost_s']:.1f} s "
+                  "each); ranked here once every candidate has it (a rerun resumes the pass).\n"
+                  for r in rows if r not in complete]
         lines += headroom(entry)
     results["summary"] = summary
     OUT_MD.write_text("\n".join(lines) + "\n" + results.get("reasoning", ""))
