@@ -13,9 +13,10 @@ The probes break the budget on purpose (one group pruned, the rest dense): they 
 but can never be the run's best. The search asks `1 + groups x levels` probes, then the one allocated policy;
 `--evals` must allow that many. Probes are asked ahead of their results, so Ray workers stay busy. Each probe is
 scored on the first `probe_images` held-out images (its drop is paired with the dense model's on the same images):
-about 30 % cheaper than a full score at 1,000 of 2,000; and its BatchNorm is re-estimated on the first
-`probe_recalibration_batches` training batches (2 of a candidate's 8): another 39-44 %, and the allocation moves
-about as much as it does when the 8 batches are other ones (experiments/results/probe_images.md).
+about 30 % cheaper than a full score at 1,000 of 2,000. `probe_recalibration_batches` re-estimates a probe's
+BatchNorm on fewer training batches than a candidate's (0, the default: as many): 2 of 8 cut the probes' time by
+39-44 % and met the pipeline's time target everywhere, but cost ResNet-20's allocation about 0.2 points after the
+fine-tune, so it is not the default (experiments/results/probe_images.md).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import ProbeScoring, Searcher, SearcherSettings, Told
 
 PROBE_IMAGES = 1000
-PROBE_RECALIBRATION_BATCHES = 2
+PROBE_RECALIBRATION_BATCHES = 0  # as a candidate: fewer moved ResNet-20's allocation (probe_images.md)
 
 
 class SensitivityThresholdSearcher(Searcher):
