@@ -208,21 +208,14 @@ def main() -> None:
     args = parser.parse_args()
     json_path = RESULTS / "probe_images.json"
     results = json.loads(json_path.read_text()) if json_path.exists() else {"models": {}}
-    if args.recalibration and not args.report:
-        results.setdefault("recalibration", {})
-        for model in args.models.split(","):
-            if model in results["recalibration"]:
-                continue  # resumable: one model at a time
-            results["recalibration"][model] = measure_recalibration(model, args.budgets.split(","), args.data)
-            write_text(json_path, json.dumps(results, indent=1))
-            print(f"{model}: {results['recalibration'][model]['seconds']}", flush=True)
-    elif not args.report:
-        for model in args.models.split(","):
-            if model in results["models"]:
-                continue  # resumable: one model at a time
-            results["models"][model] = measure(model, args.budgets.split(","), args.data)
-            write_text(json_path, json.dumps(results, indent=1))
-            print(f"{model}: {results['models'][model]['seconds']}", flush=True)
+    section, measure_one = ("recalibration", measure_recalibration) if args.recalibration else ("models", measure)
+    results.setdefault(section, {})
+    for model in [] if args.report else args.models.split(","):
+        if model in results[section]:
+            continue  # resumable: one model at a time
+        results[section][model] = measure_one(model, args.budgets.split(","), args.data)
+        write_text(json_path, json.dumps(results, indent=1))
+        print(f"{model}: {results[section][model]['seconds']}", flush=True)
     text = report(results)
     if results.get("recalibration"):
         text += "\n" + "\n".join(recalibration_report(results))
