@@ -15,8 +15,8 @@ but can never be the run's best. The search asks `1 + groups x levels` probes, t
 scored on the first `probe_images` held-out images (its drop is paired with the dense model's on the same images):
 about 30 % cheaper than a full score at 1,000 of 2,000. `probe_recalibration_batches` re-estimates a probe's
 BatchNorm on fewer training batches than a candidate's (0, the default: as many): 2 of 8 cut the probes' time by
-39-44 % and met the pipeline's time target everywhere, but cost ResNet-20's allocation about 0.2 points after the
-fine-tune, so it is not the default (experiments/results/probe_images.md).
+39-44 % and met the pipeline's time target everywhere, but cost ResNet-20's allocation 0.09-0.18 points after
+the fine-tune, so it is not the default (experiments/results/probe_images.md).
 """
 
 from __future__ import annotations
