@@ -100,6 +100,19 @@ def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_th
         assert keep >= max(lo, _least_keep(curve, shared)) - 1e-6
 
 
+def test_sensitivity_allocation_spends_the_budget_when_no_probe_loses_score(setup) -> None:
+    space, _ = setup  # a small held-out split can measure no drop at all: threshold 0 then prunes past the budget
+    searcher = make_searcher("sensitivity", space, levels=[0.6, 0.3])
+    policy = searcher.allocate_from([0.9] * len(searcher.probes))
+    assert space.feasible(policy) and space.costs.fraction(policy) > 0.39  # not every group at its least keep
+    assert max(policy) - min(policy) < 0.1  # equal drops, equal claims: the channels go round, not to group 0
+    groups, round_to = space.analysis.groups, space.analysis.round_to
+    for index, keep in enumerate(policy):
+        grown = groups[index].next_keep(keep, round_to)
+        if grown is not None and grown <= space.upper[index]:
+            assert not space.feasible([*policy[:index], grown, *policy[index + 1:]])
+
+
 def test_sensitivity_probes_are_scored_on_fewer_images_and_batches_and_never_become_the_best(
         trained_digits_resnet, digits, search_setup, tmp_path) -> None:
     space, evaluator = search_setup(trained_digits_resnet, digits, batch_size=50)  # 150 images, 2 BN batches

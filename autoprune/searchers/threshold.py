@@ -133,8 +133,8 @@ class SensitivityThresholdSearcher(Searcher):
             return [_least_keep(points, threshold) for points in table]
 
         top = max(drop for points in table for _, drop in points)
-        if self.space.feasible(policy(0.0)):
-            return policy(0.0)
+        if self.space.feasible(policy(0.0)):  # pruning costs nothing measurable down to the budget and past it
+            return self._spend_slack(policy(0.0), table)
         hi, lo = bracket(lambda t: self.space.feasible(policy(t)), good=top + 1e-9, bad=0.0, steps=40)
         # groups whose curves are flat at the threshold all jump at once as it passes; they are tied there, so
         # the budget decides how far they go: the least move from policy(lo) towards policy(hi) that meets it
@@ -145,15 +145,16 @@ class SensitivityThresholdSearcher(Searcher):
 
     def _spend_slack(self, policy: list[float], table: list[list[tuple[float, float]]]) -> list[float]:
         """Channel rounding and the tied groups' joint move leave part of the budget unspent (3 % of it on a
-        small net); hand it back a channel step at a time, to the group that lost the most score at its keep.
-        Skipped under a latency limit, whose measurements are too noisy to fill against."""
+        small net), and where no probe measured a drop the threshold 0 prunes past the budget; hand it back a
+        channel step at a time, to the group that lost the most score at its keep (of equal losses, the one that
+        kept least). Skipped under a latency limit, whose measurements are too noisy to fill against."""
         if self.space.budget.limit("latency") is not None:
             return policy
         policy = list(policy)
         groups, round_to = self.space.analysis.groups, self.space.analysis.round_to
         open_groups = set(range(self.space.size))  # a group that cannot grow now never can: policies only grow
         while open_groups:
-            group = max(open_groups, key=lambda g: (_drop_at(table[g], policy[g]), -g))
+            group = max(open_groups, key=lambda g: (_drop_at(table[g], policy[g]), -policy[g], -g))
             grown = groups[group].next_keep(policy[group], round_to)
             trial = policy.copy()
             if grown is not None and grown <= self.space.upper[group] + 1e-9:
