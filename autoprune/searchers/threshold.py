@@ -7,7 +7,7 @@
 2. Allocate: for a threshold t each group keeps the least it can while its drop stays within t (interpolated
    between the probed levels); t is bisected to the smallest value whose policy meets the budget. Groups whose
    curves are flat at that threshold are tied, and give up channels only as far as the budget needs. What
-   channel rounding leaves unspent (or all of the budget a threshold of 0 leaves, where no probe measured a drop)
+   channel rounding leaves unspent (and, where no probe measured a drop, what a threshold of 0 leaves unspent)
    goes back, a channel step at a time, to the groups that lost the most.
 
 The probes break the budget on purpose (one group pruned, the rest dense): they are stored like any evaluation
