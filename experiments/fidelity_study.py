@@ -18,7 +18,8 @@ sensitivity-threshold allocation) get the same truth, outside the rankings; the 
 minus the best of theirs bounds what any score could gain over them by picking among these candidates.
 
 Every measurement is written to experiments/results/fidelity_study.json as it finishes; a rerun resumes, and the
-measurements are taken in passes (cheap scores, truth, 50 and 200 steps first; distillation; then 500 steps) so
+measurements are taken in passes (cheap scores, truth, 50 and 200 steps first; distillation; then 500 steps;
+last, the truth again with another fine-tune seed for the top 20 %: the noise ceiling of every ranking there) so
 that a partial run already answers the main question; after the first, a pass measures one score for every
 candidate before the next. `--report` only rewrites the tables from what is there.
 
@@ -63,7 +64,10 @@ TOP, RANDOM = 30, 10
 TRUTH_EPOCHS = 2
 STEPS = (50, 200, 500)
 # measurement passes: what a partial study needs first
-PASSES = (("recal", "truth", "ft50", "ft200"), ("kd50", "kd200"), ("ft500", "kd500"))
+# the truth again with fine-tune seed 1, on the top 20 % by truth only: how well one fine-tune ranks the top
+# candidates itself, the ceiling for every score's Kendall tau and regret there
+REPEAT = "truth_seed1"
+PASSES = (("recal", "truth", "ft50", "ft200"), ("kd50", "kd200"), ("ft500", "kd500"), (REPEAT,))
 SCORES = ("recal_acc", "recal_loss", "kd_loss", *(f"{k}{n}" for k in ("ft", "kd") for n in STEPS))
 
 
@@ -123,10 +127,12 @@ def measure(name: str, candidate: dict, evaluator: Evaluator, data, dense_logits
         cost = time.perf_counter() - start
         return {"recal_acc": result.score, "recal_loss": -ce, "kd_loss": -kl, "flops_ratio": result.flops_ratio,
                 "cost_recal_acc": result.wall_time, "cost_recal_loss": cost, "cost_kd_loss": cost}
-    if name == "truth":
-        outcome = finetune(evaluator.build(policy), data, TRUTH_EPOCHS, lr=0.01, seed=0)
-        return {"truth": outcome.best_heldout, "truth_test": outcome.test_after,
-                "cost_truth": time.perf_counter() - start}
+    if name in ("truth", REPEAT):
+        seed = 0 if name == "truth" else 1
+        outcome = finetune(evaluator.build(policy), data, TRUTH_EPOCHS, lr=0.01, seed=seed)
+        suffix = "" if seed == 0 else "_seed1"
+        return {f"truth{suffix}": outcome.best_heldout, f"truth_test{suffix}": outcome.test_after,
+                f"cost_truth{suffix}": time.perf_counter() - start}
     steps, distill = int(name[2:]), name.startswith("kd")
     evaluator.distill = distill
     try:
@@ -166,6 +172,33 @@ def measure_references(model: str, entry: dict, space: SearchSpace, evaluator: E
         print(f"[{model}] reference {name}: truth {row['truth']:.4f}", flush=True)
 
 
+def top_by_truth(entry: dict) -> list[dict]:
+    """The candidates in the top 20 % by truth (the set each score's Kendall tau is taken on), best first."""
+    truth = {h: m["truth"] for h, m in entry["measurements"].items() if "truth" in m}
+    cut = np.quantile(list(truth.values()), 0.8)
+    top = [c for c in entry["candidates"] if truth.get(c["hash"], -1.0) >= cut]
+    return sorted(top, key=lambda c: -truth[c["hash"]])
+
+
+def repeat_ceiling(entry: dict) -> list[str]:
+    """The truth's second fine-tune seed on the top 20 %: its Kendall tau with the first, its pick's regret and
+    the seed-to-seed differences, once it is measured on the whole set."""
+    top = [entry["measurements"][c["hash"]] for c in top_by_truth(entry)]
+    if not top or not all(REPEAT in m for m in top):
+        measured = sum(REPEAT in m for m in top)
+        return [f"{REPEAT}: measured on {measured} of the top {len(top)} so far.", ""] if measured else []
+    first, second = np.array([m["truth"] for m in top]), np.array([m[REPEAT] for m in top])
+    tau = stats.kendalltau(second, first).statistic
+    regret = (first.max() - first[int(np.argmax(second))]) * 100
+    gap = np.abs(second - first) * 100
+    return [f"Noise ceiling: the truth's fine-tune run again with seed 1 on the top 20 % (n={len(top)}): Kendall "
+            f"tau with seed 0 {tau:+.3f}, its pick's regret {regret:.2f} points (within the top 20 %), seed-to-seed "
+            f"difference {gap.mean():.2f} points on average (largest {gap.max():.2f}; one fine-tune's sd about "
+            f"{np.std(second - first, ddof=1) * 100 / math.sqrt(2):.2f}). That is how well the truth ranks the top "
+            "candidates itself; a score that knew each one's expected fine-tuned accuracy would do only somewhat "
+            "better (for a correlation, the square root of the seed-to-seed one).", ""]
+
+
 def measuring_order(candidates: list[dict], every: int = 3) -> list[dict]:
     """Search candidates best first with a random one after every `every` of them (uniform first): a study cut
     short has both the top candidates (Kendall tau, regret) and a spread (Spearman rho)."""
@@ -198,7 +231,7 @@ def run_model(model: str, results: dict, passes: int) -> None:
     for index, names in enumerate(PASSES[:passes]):
         # the first pass goes candidate by candidate (each gets its truth with its cheap scores); later passes go
         # score by score, so a partial pass already ranks every candidate by its first score
-        order = measuring_order(entry["candidates"])
+        order = top_by_truth(entry) if names == (REPEAT,) else measuring_order(entry["candidates"])
         jobs = [(c, names) for c in order] if index == 0 else [(c, (name,)) for name in names for c in order]
         for candidate, job_names in jobs:
             row = measured.setdefault(candidate["hash"], {})
@@ -284,6 +317,7 @@ def write_report(results: dict) -> None:
         lines += [f"{r['score']}: measured on {r['candidates']} of {done} candidates so far (cost {r['cost_s']:.1f} s "
                   "each); ranked here once every candidate has it (a rerun resumes the pass).\n"
                   for r in rows if r not in complete]
+        lines += repeat_ceiling(entry)
         lines += headroom(entry)
     results["summary"] = summary
     OUT_MD.write_text("\n".join(lines) + "\n" + results.get("reasoning", ""))
