@@ -190,11 +190,11 @@ def repeat_ceiling(entry: dict) -> list[str]:
     first, second = np.array([m["truth"] for m in top]), np.array([m[REPEAT] for m in top])
     tau = stats.kendalltau(second, first).statistic
     regret = (first.max() - first[int(np.argmax(second))]) * 100
-    gap = np.abs(second - first) * 100
+    gap = (second - first) * 100
     return [f"Noise ceiling: the truth's fine-tune run again with seed 1 on the top 20 % (n={len(top)}): Kendall "
-            f"tau with seed 0 {tau:+.3f}, its pick's regret {regret:.2f} points (within the top 20 %), seed-to-seed "
-            f"difference {gap.mean():.2f} points on average (largest {gap.max():.2f}; one fine-tune's sd about "
-            f"{np.std(second - first, ddof=1) * 100 / math.sqrt(2):.2f}). That is how well the truth ranks the top "
+            f"tau with seed 0 {tau:+.3f}, its pick's regret {regret:.2f} points (within the top 20 %); seed 1 minus "
+            f"seed 0 {gap.mean():+.2f} points on average, sd {np.std(gap, ddof=1):.2f} (one fine-tune's sd about "
+            f"{np.std(gap, ddof=1) / math.sqrt(2):.2f} around that shift). That is how well the truth ranks the top "
             "candidates itself; a score that knew each one's expected fine-tuned accuracy would do only somewhat "
             "better (for a correlation, the square root of the seed-to-seed one).", ""]
 
