@@ -24,6 +24,7 @@ that a partial run already answers the main question; after the first, a pass me
 candidate before the next. `--report` only rewrites the tables from what is there.
 
     python experiments/fidelity_study.py                       # resnet20 then mobilenetv2
+    python experiments/fidelity_study.py --models mobilenetv2 --only-pass 4   # the noise ceiling before pass 3
     python experiments/fidelity_study.py --models resnet20 --report
 """
 
@@ -212,7 +213,7 @@ def measuring_order(candidates: list[dict], every: int = 3) -> list[dict]:
     return ordered + randoms
 
 
-def run_model(model: str, results: dict, passes: int) -> None:
+def run_model(model: str, results: dict, passes: list[int]) -> None:
     data = load_data("fashion-mnist")
     net, _ = load_model(model, data.in_channels, data.num_classes, data.name, None, require_weights=True)
     net.eval()
@@ -228,7 +229,8 @@ def run_model(model: str, results: dict, passes: int) -> None:
     with torch.no_grad():
         dense_logits = [net(x) for x, _ in evaluator.heldout]
     measured = entry["measurements"]
-    for index, names in enumerate(PASSES[:passes]):
+    for index in passes:
+        names = PASSES[index]
         # the first pass goes candidate by candidate (each gets its truth with its cheap scores); later passes go
         # score by score, so a partial pass already ranks every candidate by its first score
         order = top_by_truth(entry) if names == (REPEAT,) else measuring_order(entry["candidates"])
@@ -328,13 +330,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet20,mobilenetv2")
     parser.add_argument("--passes", type=int, default=len(PASSES), help="how many measurement passes to run")
+    parser.add_argument("--only-pass", type=int, choices=range(2, len(PASSES) + 1),
+                        help="run the first pass (it gives the truth) and then only this one, e.g. 4 before 3")
     parser.add_argument("--report", action="store_true", help="only rewrite the tables")
     args = parser.parse_args()
     torch.set_num_threads(2)
     results = load_results()
     if not args.report:
         for model in args.models.split(","):
-            run_model(model, results, args.passes)
+            passes = [0, args.only_pass - 1] if args.only_pass else list(range(min(args.passes, len(PASSES))))
+            run_model(model, results, passes)
     write_report(results)
     print(OUT_MD.read_text())
 
