@@ -45,6 +45,8 @@ class ScoringSettings(BaseModel):
     amp: Literal["off", "bf16", "fp16"] = "off"  # autocast while scoring candidates (off: exact fp32 scores)
     # channels-last memory layout while scoring (auto: on CPUs, where it is faster; on or off to force it)
     channels_last: Literal["auto", "on", "off"] = "auto"
+    # sensitivity probes of one group reuse its first probe's unchanged prefix (exact; off: every probe runs whole)
+    reuse_prefix: bool = True
 
 
 class ExperimentConfig(ScoringSettings):
@@ -89,7 +91,7 @@ class ExperimentConfig(ScoringSettings):
     # evaluations, another device or cluster, another final fine-tune); every other field is in the resume check
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({
         "evals", "out", "data_dir", "device", "gpus_per_worker", "address", "dashboard", "finetune_epochs",
-        "finetune_lr", "distill", "channels_last"})
+        "finetune_lr", "distill", "channels_last", "reuse_prefix"})
 
     def scoring(self) -> dict[str, Any]:
         """The ScoringSettings part of these settings, as the Evaluator's keyword arguments."""

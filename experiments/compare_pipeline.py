@@ -182,10 +182,11 @@ def run(args: argparse.Namespace, results: dict, json_path: Path) -> None:
 
 def retime(args: argparse.Namespace, results: dict, json_path: Path) -> None:
     """Fine-tune again, on this machine now, every fine-tune a current sensitivity or pipeline row reused from an
-    earlier session (speed differs between sessions' machines and torch builds), so a row's wall time is policy
-    time and fine-tune time measured alike. The test accuracy kept is the earlier one, which every row sharing the
-    fine-tune reports; the new one is recorded beside it (`test_after_now`: the fine-tune's spread across machines
-    and torch builds)."""
+    earlier session (never timed, or timed at another commit than the one that measured the row's policy time:
+    speed differs between sessions' machines and torch builds), so a row's wall time is policy time and fine-tune
+    time measured alike. The test accuracy kept is the earlier one, which every row sharing the fine-tune reports;
+    the new one is recorded beside it (`test_after_now`: the fine-tune's spread across machines and torch
+    builds)."""
     wanted = [int(s) for s in args.seeds.split(",")]
     settings: dict[tuple[str, str], Setting] = {}  # data, model and analysis loaded once per setting
     for key, cell in results["cells"].items():
@@ -195,7 +196,7 @@ def retime(args: argparse.Namespace, results: dict, json_path: Path) -> None:
             continue
         tuned_key = f"{model}|{budget}|{cell['policy_hash']}|{seed}|{args.epochs}"
         tuned = results["finetunes"][tuned_key]
-        if "measured_at" not in tuned:
+        if tuned.get("measured_at") != cell.get("commit"):
             if (model, budget) not in settings:
                 settings[(model, budget)] = Setting(model, budget, args.data)
             again = final_finetune(settings[(model, budget)], cell["policy"], int(seed), args.epochs)

@@ -17,6 +17,7 @@ asks for bf16 or fp16 autocast, and in channels-last memory layout where that pa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -35,6 +36,7 @@ from autoprune.engine.slim import Policy, policy_ratios
 from autoprune.errors import AutopruneError, UserFunctionError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
 from autoprune.evaluation.layout import ScoringLayout, channels_last, check_layout
+from autoprune.evaluation.prefix import PrefixReuse, SplitRun
 from autoprune.evaluation.result import Result, policy_hash
 from autoprune.settings import ScoringSettings, validated
 from autoprune.training import Loss, Metric, accuracy, train
@@ -95,18 +97,35 @@ class Evaluator:
         self.train_batches = place_batches([b for _, b in zip(range(train_steps), train, strict=False)], self.device)
         self.measure_latency = budget.limit("latency") is not None
         self.layout = ScoringLayout(s.channels_last, self.device, self.analysis.model, x)
+        self.prefix = PrefixReuse(self.analysis.model)  # sensitivity probes share their unchanged prefix
 
     def build(self, policy: Policy, recalibration_batches: int | None = None) -> nn.Module:
         """The slim model exactly as it is scored: pruned, BN-recalibrated (on `recalibration_batches` training
         batches; None: as configured) and (if set) briefly fine-tuned."""
+        return self._build(policy, recalibration_batches, reuse_prefix=False)[0]
+
+    def _build(self, policy: Policy, recalibration_batches: int | None,
+               reuse_prefix: bool) -> tuple[nn.Module, SplitRun | None]:
+        """`build`, and where `reuse_prefix` allows and the policy is a probe (one group pruned, no training), the
+        split run that serves its unchanged prefix from the group's first probe."""
         slim = self.analysis.apply(policy).eval()
+        run = None
+        if (reuse_prefix and self.settings.reuse_prefix and not self.settings.finetune_steps
+                and sum(r < 1.0 for r in policy) == 1):
+            split = self.prefix.split_for(slim)
+            run = SplitRun(split, slim) if split is not None else None
         batches = self.settings.recalibration_batches if recalibration_batches is None else recalibration_batches
         if batches:
-            with channels_last(slim, self.layout.for_recalibration(slim)):
-                recalibrate_batchnorm(slim, (x for x, _ in self.train_batches[:batches]))
+            layout = self.layout.for_recalibration(slim)
+            inputs = [x for x, _ in self.train_batches[:batches]]
+            with channels_last(slim, layout):
+                if run is not None:
+                    run.recalibrate(inputs, layout)
+                else:
+                    recalibrate_batchnorm(slim, inputs)
         if self.settings.finetune_steps:
             self._finetune(slim)
-        return slim.eval()
+        return slim.eval(), run
 
     def __call__(self, policy: Policy, screen_threshold: float | None = None, train_steps: int = 0,
                  images: int | None = None, recalibration_batches: int | None = None) -> Result:
@@ -121,17 +140,17 @@ class Evaluator:
         ratios = policy_ratios(self.analysis.groups, policy)
         configured = self.settings.recalibration_batches
         recalibration = configured if recalibration_batches is None else min(recalibration_batches, configured)
-        slim = self.build(ratios, recalibration)
+        slim, run = self._build(ratios, recalibration, reuse_prefix=not train_steps)
         if train_steps:
             self.train(slim, train_steps)
         cost = count_cost(slim, self.example_input)
         latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
         screen_score = None
         if screen_threshold is not None and self.screen:
-            screen_score = self.score(slim, self.screen)
+            screen_score = self.score(slim, self.screen, run)
         complete = screen_score is None or screen_score >= screen_threshold
         heldout = self.heldout_slice(images)
-        score = self.score(slim, heldout) if complete else screen_score
+        score = self.score(slim, heldout, run) if complete else screen_score
         complete = complete and len(heldout) == len(self.heldout) and recalibration == configured
         flops_ratio, params_ratio = cost.macs / self.dense_macs, cost.params / self.dense_params
         result = Result(
@@ -151,12 +170,15 @@ class Evaluator:
             return self.heldout
         return self.heldout[: math.ceil(images / self.batch_size)]
 
-    def score(self, slim: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    def score(self, slim: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+              run: SplitRun | None = None) -> float:
         """The metric of a built slim model on `batches`, without autograd, in the evaluator's precision and
-        memory layout (the model is back in its own layout afterwards)."""
+        memory layout (the model is back in its own layout afterwards); a probe's `run` serves its prefix."""
         # the layout changes outside inference mode: parameters converted inside it could not be trained later
-        with (channels_last(slim, self.layout.for_scoring()), torch.inference_mode(),
-              scoring_precision(self.device, self.settings.amp)):
+        layout = self.layout.for_scoring()
+        serving = run.serving(batches, ("score", layout, self.settings.amp)) if run else contextlib.nullcontext()
+        with (channels_last(slim, layout), torch.inference_mode(), scoring_precision(self.device, self.settings.amp),
+              serving):
             return _call_user(self.metric, "metric", slim, batches)
 
     def to(self, device: str | torch.device) -> Evaluator:
@@ -168,6 +190,7 @@ class Evaluator:
         self.screen = self.heldout[: len(self.screen)]
         self.train_batches = place_batches(self.train_batches, self.device)
         self.layout = ScoringLayout(self.settings.channels_last, self.device, self.analysis.model, self.example_input)
+        self.prefix = PrefixReuse(self.analysis.model)  # kept frontiers were on the old device
         return self
 
     def portable(self) -> Evaluator:
@@ -183,6 +206,7 @@ class Evaluator:
         clone.device, clone.heldout, clone.train_batches = cpu, place_batches(self.heldout, cpu), place_batches(
             self.train_batches, cpu)
         clone.screen = clone.heldout[: len(self.screen)]
+        clone.prefix = PrefixReuse(clone.analysis.model)
         return clone
 
     def train(self, slim: nn.Module, steps: int) -> nn.Module:
