@@ -101,6 +101,33 @@ class ReadsBeforeAnInPlaceReLU(nn.Module):
         return self.head((a + b).mean((2, 3)))
 
 
+class ReadsBeforeAFunctionalInPlaceReLU(ReadsBeforeAnInPlaceReLU):
+    """The same, with the in-place ReLU asked for by position: F.relu(a, True)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.bn(self.stem(x))
+        b = self.merge(torch.relu(self.branch_bn(self.branch(a))))
+        nn.functional.relu(a, True)
+        return self.head((a + b).mean((2, 3)))
+
+
+class SharesABatchNormAcrossTheSplit(nn.Module):
+    """One BatchNorm normalises the stem's output and, later, the branch's: its statistics mix both calls, so a
+    probe of the branch cannot take them from the group's first probe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.branch, self.branch_bn = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.merge = nn.Conv2d(16, 8, 1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.bn(self.stem(x)))
+        b = self.bn(self.merge(torch.relu(self.branch_bn(self.branch(a)))))
+        return self.head(torch.relu(b).mean((2, 3)))
+
+
 class BranchesOnItsInput(nn.Module):
     """Python control flow on a tensor's value: torch.fx cannot trace it, so every probe runs whole."""
 
@@ -117,7 +144,8 @@ class BranchesOnItsInput(nn.Module):
         return self.head(torch.relu(self.conv_bn(self.conv(a))).mean((2, 3)))
 
 
-@pytest.mark.parametrize("model_class", [ReadsBeforeAnInPlaceReLU, BranchesOnItsInput])
+@pytest.mark.parametrize("model_class", [ReadsBeforeAnInPlaceReLU, ReadsBeforeAFunctionalInPlaceReLU,
+                                         SharesABatchNormAcrossTheSplit, BranchesOnItsInput])
 def test_models_the_split_cannot_serve_exactly_run_whole_with_the_same_results(model_class, digits) -> None:
     torch.manual_seed(0)
     reusing, whole = evaluators(model_class(), digits)

@@ -16,6 +16,7 @@ whole model as before.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import operator
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -38,11 +39,22 @@ def _mutates_input(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
         return bool(getattr(modules.get(node.target), "inplace", False))
     if node.op == "call_function":
         name = getattr(node.target, "__name__", "")
-        return (node.target in _INPLACE_OPERATORS or node.kwargs.get("inplace") is True
+        return (node.target in _INPLACE_OPERATORS or _inplace_argument(node)
                 or (name.endswith("_") and not name.startswith("_")))
     if node.op == "call_method":
         return node.target.endswith("_") and not node.target.startswith("_")
     return False
+
+
+def _inplace_argument(node: fx.Node) -> bool:
+    """Whether a function call passes `inplace=True`, by keyword or by position (F.relu(x, True))."""
+    if node.kwargs.get("inplace") is True:
+        return True
+    try:
+        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+    except (TypeError, ValueError):  # a builtin without a signature, or arguments it would refuse
+        return False
+    return bound.arguments.get("inplace") is True
 
 
 def _signature(module: nn.Module) -> tuple:
@@ -136,8 +148,9 @@ class PrefixReuse:
 
 
 def _split(graph: fx.Graph, changed: set[str], modules: dict[str, nn.Module]) -> _Split | None:
-    """Cut `graph` before the first nodes that `changed` reaches; None where the cut saves nothing or an in-place
-    operation crosses it (the split would change what a layer reads)."""
+    """Cut `graph` before the first nodes that `changed` reaches; None where the cut saves nothing, an in-place
+    operation crosses it (the split would change what a layer reads) or a module with statistics (BatchNorm) is
+    called on both sides of it (the statistics would come from one side only)."""
     nodes = list(graph.nodes)
     data: set[fx.Node] = set()  # nodes whose values depend on the input
     affected: set[fx.Node] = set()  # nodes whose values the pruning changes
@@ -153,14 +166,17 @@ def _split(graph: fx.Graph, changed: set[str], modules: dict[str, nn.Module]) ->
     if output not in affected or all(n.op == "placeholder" for n in frontier):
         return None
     in_prefix = set(prefix)
+    called_before = {n.target for n in prefix if n.op == "call_module"}
+    called_after = {n.target for n in affected if n.op == "call_module"}
+    if any(next(iter(modules[t].buffers()), None) is not None for t in called_before & called_after):
+        return None  # a module with statistics called on both sides: the whole run updates them from both
     for node in nodes:
         if _mutates_input(node, modules) and node.args and isinstance(node.args[0], fx.Node):
             written = node.args[0]
             if written in in_prefix and (node in affected or any(u in affected for u in written.users)):
                 return None
     return _Split(prefix=_subgraph(nodes, [], frontier), suffix=_subgraph(nodes, frontier, [output]),
-                  prefix_modules=sorted({n.target for n in prefix if n.op == "call_module"}
-                                        - {n.target for n in affected if n.op == "call_module"}))
+                  prefix_modules=sorted(called_before - called_after))
 
 
 def _subgraph(nodes: Sequence[fx.Node], inputs: list[fx.Node], outputs: list[fx.Node]) -> fx.Graph:
