@@ -189,6 +189,7 @@ def retime(args: argparse.Namespace, results: dict, json_path: Path) -> None:
     builds)."""
     wanted = [int(s) for s in args.seeds.split(",")]
     settings: dict[tuple[str, str], Setting] = {}  # data, model and analysis loaded once per setting
+    retimed: set[str] = set()  # each shared fine-tune once per call, whichever commit its rows were computed at
     for key, cell in results["cells"].items():
         model, budget, method, seed = key.split("|")
         if method not in ("sensitivity", "pipeline") or model not in args.models.split(",") \
@@ -196,7 +197,8 @@ def retime(args: argparse.Namespace, results: dict, json_path: Path) -> None:
             continue
         tuned_key = f"{model}|{budget}|{cell['policy_hash']}|{seed}|{args.epochs}"
         tuned = results["finetunes"][tuned_key]
-        if tuned.get("measured_at") != cell.get("commit"):
+        if tuned_key not in retimed and tuned.get("measured_at") != cell.get("commit"):
+            retimed.add(tuned_key)
             if (model, budget) not in settings:
                 settings[(model, budget)] = Setting(model, budget, args.data)
             again = final_finetune(settings[(model, budget)], cell["policy"], int(seed), args.epochs)
