@@ -83,9 +83,8 @@ def test_a_groups_later_probes_skip_the_prefix_and_other_groups_run_it(trained_d
     assert stem[0] > first  # another group: its own split, its prefix run once
 
 
-class ReadsBeforeAnInPlaceReLU(nn.Module):
-    """A branch reads `a` before an in-place ReLU rewrites it: a split after `a` would feed the branch the ReLU's
-    output, so probes of the branch must run whole."""
+class StemAndBranch(nn.Module):
+    """A stem, a branch that widens to 16 channels and merges back to 8, a classifier: forwards below."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,6 +92,11 @@ class ReadsBeforeAnInPlaceReLU(nn.Module):
         self.branch, self.branch_bn = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16)
         self.merge = nn.Conv2d(16, 8, 1)
         self.head = nn.Linear(8, 10)
+
+
+class ReadsBeforeAnInPlaceReLU(StemAndBranch):
+    """A branch reads `a` before an in-place ReLU rewrites it: a split after `a` would feed the branch the ReLU's
+    output, so probes of the branch must run whole."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.bn(self.stem(x))
@@ -111,16 +115,9 @@ class ReadsBeforeAFunctionalInPlaceReLU(ReadsBeforeAnInPlaceReLU):
         return self.head((a + b).mean((2, 3)))
 
 
-class SharesABatchNormAcrossTheSplit(nn.Module):
+class SharesABatchNormAcrossTheSplit(StemAndBranch):
     """One BatchNorm normalises the stem's output and, later, the branch's: its statistics mix both calls, so a
     probe of the branch cannot take them from the group's first probe."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem, self.bn = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
-        self.branch, self.branch_bn = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16)
-        self.merge = nn.Conv2d(16, 8, 1)
-        self.head = nn.Linear(8, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.relu(self.bn(self.stem(x)))

@@ -1,4 +1,4 @@
-"""Reuse the unchanged front of the network across sensitivity probes: exact scores at about half the work.
+"""Reuse the unchanged front of the network across sensitivity probes: exact scores, about 40 % less work.
 
 A sensitivity probe prunes one group and leaves the rest dense, and every probe of that group (one per keep level)
 changes the same layers. Every layer before them computes exactly what it computes in the dense model, on the same
@@ -9,8 +9,8 @@ take the prefix's recalibrated BatchNorm statistics from the first. The arithmet
 in the same order and memory layout, so the scores are identical (tests/test_prefix.py compares every probe).
 
 Written here because no library does it: Torch-Pruning and torch.fx split graphs but cache nothing across models.
-A model torch.fx cannot trace, an in-place operation across the split, or a split that would save nothing runs the
-whole model as before.
+A model torch.fx cannot trace, an in-place operation across the split, a module with statistics called on both
+sides of it, or a split that would save nothing runs the whole model as before.
 """
 
 from __future__ import annotations
@@ -99,10 +99,6 @@ class PrefixReuse:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["model"], state["entries"])
-
-    def clear(self) -> None:
-        """Forget every kept frontier (the batches moved to another device, or the model changed)."""
-        self._splits.clear()
 
     def _trace(self) -> fx.Graph | None:
         if not self._traced:
