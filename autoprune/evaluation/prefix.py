@@ -221,14 +221,14 @@ class SplitRun:
         tag = ("recalibrate", layout, tuple(id(x) for x in batches))
         kept = self.split.statistics.get(tag)
         if kept is None or not all((tag, id(x)) in self.split.frontier for x in batches):
+            kept = None  # this pass runs the prefix on every batch: forget any partial frontier of it
             self.split.frontier = {k: v for k, v in self.split.frontier.items() if k[0] != tag}
-            recalibrate_batchnorm(self.slim, batches, forward=lambda x: self._forward(tag, x))
-            modules = dict(self.slim.named_modules())
+        recalibrate_batchnorm(self.slim, batches, forward=lambda x: self._forward(tag, x))
+        modules = dict(self.slim.named_modules())
+        if kept is None:
             self.split.statistics[tag] = {name: {b: t.clone() for b, t in modules[name].named_buffers()}
                                           for name in self.split.prefix_modules}
             return
-        recalibrate_batchnorm(self.slim, batches, forward=lambda x: self._forward(tag, x))
-        modules = dict(self.slim.named_modules())
         with torch.no_grad():
             for name, buffers in kept.items():
                 for buffer_name, value in buffers.items():
