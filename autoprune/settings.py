@@ -71,6 +71,8 @@ class ExperimentConfig(ScoringSettings):
     # one evaluation each ([]: off); the sensitivity searcher's levels (one level alone lost 1.2 points at
     # MobileNetV2 / 0.10 flops, experiments/results/compare_pipeline.md)
     finalist_sensitivity: list[float] = Field(default_factory=lambda: [0.8, 0.6, 0.4, 0.2])
+    # each rung continues its survivors' training from the last rung's weights (False: from the pruned weights)
+    finalist_continue: bool = True
     finalist_distill: bool = False  # rung fine-tunes distil from the dense model
     # the sensitivity allocation runs every rung and ships unless a finalist leads it at the last rung by more
     # than this held-out score (0.005: half a point of accuracy, about the rungs' noise in compare_pipeline.md)
@@ -92,6 +94,9 @@ class ExperimentConfig(ScoringSettings):
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({
         "evals", "out", "data_dir", "device", "gpus_per_worker", "address", "dashboard", "finetune_epochs",
         "finetune_lr", "distill", "channels_last", "reuse_prefix"})
+
+    # settings added with a default that runs started before them did not behave as: what those runs did
+    BEFORE_ADDED: ClassVar[dict[str, Any]] = {"finalist_continue": False}
 
     def scoring(self) -> dict[str, Any]:
         """The ScoringSettings part of these settings, as the Evaluator's keyword arguments."""

@@ -89,6 +89,7 @@ def train(
     steps: int | None = None,
     loss: Loss | None = None,
     metric: Metric | None = None,
+    skip: int = 0,
 ) -> nn.Module:
     """Train in place with SGD (Nesterov), cosine-annealed learning rate and `loss` (default: cross-entropy with
     label smoothing 0.1; a regression passes its own).
@@ -102,8 +103,12 @@ def train(
     there. `bn_l1` adds network slimming's L1 penalty on every BatchNorm scale (gamma), driving unneeded channels'
     gammas towards zero so `autoprune prune --pruner slim` can remove them. `steps` trains for exactly that many
     SGD steps instead of whole epochs (the schedule spans them; epochs restart the shuffled split as needed):
-    the short fine-tunes that score finalists.
+    the short fine-tunes that score finalists. `skip` (with `steps`) starts that many batches into the seeded data
+    stream, augmentation included, so a fine-tune continued from a checkpoint sees the batches the first one had
+    not reached: the finalists' rungs continue their survivors' training this way.
     """
+    if skip and steps is None:
+        raise ValueError("skip needs steps")
     torch.manual_seed(seed)
     device = module_device(model)
     if teacher is not None:
@@ -122,11 +127,16 @@ def train(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     with training_precision(device):
-        taken = 0  # training steps so far
-        for epoch in range(epochs if steps is None else math.ceil(steps / len(loader))):
+        taken, skipped = 0, 0  # training steps so far, batches of the stream passed over
+        for epoch in range(epochs if steps is None else math.ceil((skip + steps) / len(loader))):
             model.train()
             total_loss, batches = 0.0, 0
             for x, y in loader:
+                if skipped < skip:  # drawn, not trained on: the stream and the augmentation advance as if
+                    skipped += 1
+                    if data.augment:
+                        augment_batch(x, generator)
+                    continue
                 if taken == total:
                     break
                 raise_if_pending()  # a stop signal whose exception was swallowed (autoprune.signals)
@@ -149,6 +159,6 @@ def train(
                 scheduler.step()
                 total_loss += objective.detach()
                 batches += 1
-            if on_epoch is not None:
+            if on_epoch is not None and batches:
                 on_epoch(epoch, float(total_loss) / max(batches, 1), evaluate(model, heldout, metric))
     return model

@@ -279,13 +279,15 @@ def superseded_generations(results: dict) -> list[dict]:
     return old
 
 
-def supersede(results: dict, description: str, reuse_finetunes: bool = False) -> None:
-    """Move the current sensitivity and pipeline rows into a new superseded generation, so a new version of
-    either recomputes them; their fine-tunes are forgotten too (unless another current row shares one, or
-    `reuse_finetunes` says the change leaves training alone), so the new rows' wall times are measured by the new
-    run. A fine-tune is keyed by its policy and seed, so a reused one ran the same recipe on the same inputs
-    (`--retime-finetunes` then times it again on the machine that measured the new rows' policy time)."""
-    moved = {k: c for k, c in results["cells"].items() if k.split("|")[2] in ("sensitivity", "pipeline")}
+def supersede(results: dict, description: str, reuse_finetunes: bool = False,
+              methods: tuple[str, ...] = ("sensitivity", "pipeline")) -> None:
+    """Move the current rows of `methods` (the sensitivity and pipeline rows, or only the pipeline's when a change
+    leaves the sensitivity allocation alone) into a new superseded generation, so a new version recomputes them;
+    their fine-tunes are forgotten too (unless another current row shares one, or `reuse_finetunes` says the change
+    leaves training alone), so the new rows' wall times are measured by the new run. A fine-tune is keyed by its
+    policy and seed, so a reused one ran the same recipe on the same inputs (`--retime-finetunes` then times it
+    again on the machine that measured the new rows' policy time)."""
+    moved = {k: c for k, c in results["cells"].items() if k.split("|")[2] in methods}
     for key in moved:
         del results["cells"][key]
     results["superseded"] = [*superseded_generations(results), {"description": description, "cells": moved}]
@@ -413,6 +415,8 @@ def main() -> None:
                         "to a superseded generation described so (a new version of either), then recompute them")
     parser.add_argument("--retime-finetunes", action="store_true", help="fine-tune again (and time) what the "
                         "sensitivity and pipeline rows reused from an earlier session")
+    parser.add_argument("--supersede-methods", default="sensitivity,pipeline", help="with --supersede, the rows "
+                        "a change makes stale (pipeline: a change to the finalists only)")
     parser.add_argument("--reuse-finetunes", action="store_true", help="with --supersede, for a change that "
                         "leaves training alone: keep the recorded fine-tunes (same policy and seed) and their seconds")
     args = parser.parse_args()
@@ -420,7 +424,10 @@ def main() -> None:
     json_path, md_path, png_path = out_paths(args.name)
     results = load(json_path)
     if args.supersede:
-        supersede(results, args.supersede, reuse_finetunes=args.reuse_finetunes)
+        methods = tuple(args.supersede_methods.split(","))
+        if not set(methods) <= {"sensitivity", "pipeline"}:
+            parser.error("--supersede-methods takes sensitivity and/or pipeline")
+        supersede(results, args.supersede, reuse_finetunes=args.reuse_finetunes, methods=methods)
         save(results, json_path)
     if args.retime_finetunes:
         retime(args, results, json_path)

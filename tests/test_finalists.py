@@ -20,7 +20,8 @@ import torch
 import autoprune
 from autoprune.app.finalists import Finalist, choose_finalists, run_finalists
 from autoprune.app.loop import run_search
-from autoprune.evaluation import policy_hash
+from autoprune.evaluation import TrainedState, policy_hash
+from autoprune.run.rung_states import RungStates
 from autoprune.run.store import TrialStore
 from autoprune.runtime.local import InProcessRuntime
 from autoprune.searchers import make_searcher
@@ -220,6 +221,72 @@ def test_evaluator_scores_a_policy_after_training_steps(setup) -> None:
     assert trained.policy_hash == recalibrated.policy_hash and trained.macs == recalibrated.macs
 
 
+def test_a_fine_tune_continued_from_kept_weights_ends_where_one_run_through_its_stages_ends(setup) -> None:
+    space, evaluator = setup
+    policy = space.project(space.uniform(0.6))
+    first = evaluator(policy, train_steps=5, stages=[5], keep_state=True)
+    assert first.state.steps == 5 and first.score == evaluator(policy, train_steps=5).score
+    # the second stage runs past the end of the digits training split's first epoch, so the skipped stream wraps
+    continued = evaluator(policy, train_steps=20, stages=[5, 20], continue_from=first.state, keep_state=True)
+    whole = evaluator(policy, train_steps=20, stages=[5, 20], keep_state=True)
+    assert continued.score == whole.score and continued.train_steps == whole.train_steps == 20
+    assert all(torch.equal(continued.state.state[k], whole.state.state[k]) for k in whole.state.state)
+    # the second stage trained on batches the first had not reached: restarting the stream gives other weights
+    restarted = evaluator(policy, train_steps=15, continue_from=TrainedState(0, first.state.state), keep_state=True)
+    assert not all(torch.equal(restarted.state.state[k], whole.state.state[k]) for k in whole.state.state)
+    assert "state" not in whole.to_dict()
+    with pytest.raises(ValueError, match="stages"):
+        evaluator(policy, train_steps=20, stages=[20, 5])
+
+
+class _RecordingRuntime(InProcessRuntime):
+    """Runs in process and records each job's options; raises KeyboardInterrupt (a stop signal) after the
+    `stop_after`-th result."""
+
+    def __init__(self, evaluator, stop_after: int | None = None) -> None:
+        super().__init__(evaluator)
+        self.options, self.stop_after = [], stop_after
+
+    def evaluate(self, jobs):
+        for index, result in super().evaluate(jobs):
+            self.options.append(jobs[index][1])
+            yield index, result
+            if self.stop_after is not None and len(self.options) == self.stop_after:
+                raise KeyboardInterrupt
+
+
+def test_each_rung_continues_its_survivors_training_from_weights_kept_in_the_run_directory(setup, tmp_path) -> None:
+    space, evaluator = setup
+    results = [evaluator(space.uniform(keep)) for keep in (0.3, 0.4, 0.5, 0.6)]
+    assert len({r.policy_hash for r in results}) == 4
+
+    def finals(run: str, runtime) -> tuple:
+        (tmp_path / run).mkdir(exist_ok=True)
+        finalists = [Finalist("search", r) for r in results]
+        store, states = TrialStore(tmp_path / run / "s.sqlite"), RungStates(tmp_path / run / "rung_states")
+        return finalists, run_finalists(finalists, runtime, store, [5, 20], eta=2, continue_rungs=states)
+
+    whole = _RecordingRuntime(evaluator)
+    finalists, outcome = finals("whole", whole)
+    second = whole.options[4:]
+    assert len(second) == 2 and all(o["continue_from"].steps == 5 and o["stages"] == [5, 20] for o in second)
+    for finalist in (f for f in finalists if 20 in f.rung_scores):
+        # each survivor's last rung scores as one fine-tune through both stages from the pruned weights would
+        chained = evaluator(finalist.result.policy, train_steps=20, stages=[5, 20])
+        assert finalist.rung_scores[20] == chained.score
+    # killed after the first of the last rung's evaluations: the resumed run trains no first-rung finalist again
+    # and continues the other survivor from its kept weights, to the same winner and scores
+    with pytest.raises(KeyboardInterrupt):
+        finals("killed", _RecordingRuntime(evaluator, stop_after=5))
+    kept = sorted(p.name for p in (tmp_path / "killed" / "rung_states").iterdir())
+    assert len(kept) == 4 and all(name.endswith("-5.pt") for name in kept)
+    resumed = _RecordingRuntime(evaluator)
+    again, outcome_again = finals("killed", resumed)
+    assert len(resumed.options) == 1 and resumed.options[0]["continue_from"].steps == 5
+    assert [f.rung_scores for f in again] == [f.rung_scores for f in finalists]
+    assert outcome_again.winner.result.policy_hash == outcome.winner.result.policy_hash
+
+
 def test_finalists_halve_by_short_fine_tunes_and_the_run_ships_the_fine_tuned_winner(digits, tmp_path: Path) -> None:
     out = tmp_path / "run"
     report = autoprune.search("resnet20", data="digits", budget="0.5flops", agent="anneal", evals=8, seed=2, out=out,
@@ -252,6 +319,7 @@ def test_finalists_halve_by_short_fine_tunes_and_the_run_ships_the_fine_tuned_wi
     assert report.best.policy_hash == winner == finals.winner.result.policy_hash
     best = json.loads((out / "best.json").read_text())
     assert best["finalists"]["winner"]["policy_hash"] == winner
+    assert not (out / "rung_states").exists()  # the weights kept between rungs go once the finalists are decided
     assert best["finetuned"]["test_score"] == report.finetune.test_after
     # the delivered files are the fine-tuned model
     delivered = autoprune.load(out).eval()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,24 @@ def test_bn_l1_penalty_shrinks_gammas(digits) -> None:
         return sum(float(m.weight.detach().abs().sum()) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
     assert total(sparse) < total(plain) - 10  # 8 steps pull each of ~700 gammas down by about lr x 0.2
+
+
+def test_training_that_skips_into_the_data_stream_sees_the_batches_a_longer_run_saw_there(digits) -> None:
+    """A rung continued from kept weights must see the augmented batches the first rung had not reached."""
+    augmented = dataclasses.replace(digits, augment=True)
+    per_epoch = len(digits.loader("train", batch_size=128))
+
+    def inputs(steps: int, skip: int = 0) -> list[torch.Tensor]:
+        model, seen = build_model("resnet20", 1, 10), []
+        model.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+        train(model, augmented, epochs=0, steps=steps, skip=skip)
+        return seen
+
+    whole = inputs(per_epoch + 4)  # into a second epoch: the skipped stream wraps as the longer run's did
+    assert all(torch.equal(a, b) for a, b in zip(inputs(7, skip=per_epoch - 3), whole[per_epoch - 3:], strict=True))
+    assert not torch.equal(inputs(1)[0], whole[1])  # the stream does not start there without skipping
+    with pytest.raises(ValueError, match="skip needs steps"):
+        train(build_model("resnet20", 1, 10), augmented, epochs=1, skip=2)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

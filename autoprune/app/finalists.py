@@ -4,10 +4,13 @@ Accuracy right after pruning mostly measures weight damage; what a user deploys 
 the search, its top `count` distinct policies plus the baselines' (uniform, global and isomorphic ranking, which
 are free, and the sensitivity-threshold allocation, which costs its probes: a search policy ships only if it
 beats them in the rungs) go through successive halving over short fine-tunes:
-rung r fine-tunes every survivor from its pruned weights for `rungs[r]` steps (the final fine-tune's recipe,
-compressed) and keeps the best 1/eta by held-out score; the last rung's best is the winner. Rung training only
-selects: the final fine-tune starts from the winner's pruned weights, so the win belongs to the policy, not to
-extra training. experiments/fidelity_study.py measured which fidelity predicts the fine-tuned accuracy.
+rung r fine-tunes every survivor to `rungs[r]` steps (the final fine-tune's recipe, compressed) and keeps the
+best 1/eta by held-out score; the last rung's best is the winner. With `continue_rungs` (the default), rung r
+continues each survivor's rung r-1 training for the steps in between (a schedule of its own, on the batches the
+last rung had not reached; autoprune.run.rung_states keeps the weights between rungs), otherwise it trains from
+the pruned weights again. Rung training only selects: the final fine-tune starts from the winner's pruned weights,
+so the win belongs to the policy, not to extra training. experiments/fidelity_study.py measured which fidelity
+predicts the fine-tuned accuracy.
 
 Finalists are distinct architectures: policies that keep the same channel counts build the same slim model, so
 only the first of them competes. One finalist may be the incumbent (the sensitivity allocation, the best simple
@@ -26,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from autoprune.evaluation import Result, policy_hash
+from autoprune.run.rung_states import RungStates
 from autoprune.run.store import TrialStore
 from autoprune.runtime import Runtime
 from autoprune.signals import raise_if_pending
@@ -80,10 +84,12 @@ def choose_finalists(results: Sequence[Result], count: int, baselines: dict[str,
 
 def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore, rungs: Sequence[int],
                   eta: float, on_result: Callable[[Finalist, Result, bool], None] | None = None,
-                  incumbent: str | None = None, margin: float = 0.0) -> FinalsOutcome:
+                  incumbent: str | None = None, margin: float = 0.0,
+                  continue_rungs: RungStates | None = None) -> FinalsOutcome:
     """Successive halving over `rungs` (training steps, increasing); `on_result(finalist, result, from_store)`
     after each rung evaluation. The finalist named `incumbent`, if any, runs every rung and ships unless another
-    leads it at the last rung by more than `margin` (held-out score)."""
+    leads it at the last rung by more than `margin` (held-out score). With `continue_rungs`, each rung continues
+    the last one's training from the weights kept there."""
     holder = next((f for f in finalists if f.origin == incumbent), None)
     survivors, trained = list(finalists), 0
     for rung, steps in enumerate(rungs):
@@ -96,8 +102,12 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
             finalist.rung_scores[steps] = stored.score
             if on_result is not None:
                 on_result(finalist, stored, True)
-        jobs = [(f.result.policy, {"train_steps": steps}) for f in todo]
+        jobs = [(f.result.policy, _rung_options(f.result.policy_hash, rungs[:rung + 1], continue_rungs,
+                                                keep=rung < len(rungs) - 1)) for f in todo]
         for index, result in runtime.evaluate(jobs):
+            if result.state is not None:  # kept before the result is stored: a stored rung's weights are there
+                continue_rungs.put(result.policy_hash, result.state)
+                result.state = None
             store.add_trained(result, todo[index].origin)
             raise_if_pending()  # a stop signal whose exception was swallowed mid-evaluation
             todo[index].rung_scores[steps] = result.score
@@ -117,6 +127,19 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
                              f"led the {holder.origin} allocation by {lead:.4f}, more than the margin {margin:g}")
     return FinalsOutcome(holder, finalists, list(rungs), trained,
                          f"the {holder.origin} allocation: the best led it by {lead:.4f}, within the margin {margin:g}")
+
+
+def _rung_options(key: str, rungs: Sequence[int], states: RungStates | None, keep: bool) -> dict:
+    """The evaluator's options for the last of `rungs`: from the pruned weights, or (with `states`) as a
+    continuation of the earlier rungs, from the last one's weights where they are kept, keeping its own (`keep`)
+    for a next rung."""
+    if states is None:
+        return {"train_steps": rungs[-1]}
+    options = {"train_steps": rungs[-1], "stages": list(rungs), "keep_state": keep}
+    start = states.get(key, rungs[-2]) if len(rungs) > 1 else None
+    if start is not None:
+        options["continue_from"] = start
+    return options
 
 
 def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore,

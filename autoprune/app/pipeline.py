@@ -37,6 +37,7 @@ from autoprune.run.directory import (
     LOCK_NAME,
     OPTUNA_NAME,
     PROGRAM_NAME,
+    RUNG_STATES_NAME,
     SLIM_NAME,
     STORE_NAME,
     ChannelCounts,
@@ -49,6 +50,7 @@ from autoprune.run.directory import (
 from autoprune.run.export import export_model
 from autoprune.run.optuna_export import export_study
 from autoprune.run.report import write_run_report
+from autoprune.run.rung_states import RungStates
 from autoprune.run.store import TrialStore
 from autoprune.runtime import make_runtime
 from autoprune.runtime.checks import check_gpus_per_worker
@@ -168,10 +170,11 @@ def _check_trainable(model: nn.Module, data: DataBundle, loss: Loss | None) -> N
 
 def _check_same_settings(run_dir: Path, settings: dict[str, Any]) -> None:
     """Refuse a resume whose run settings differ from the stored ones. A setting the run's version of autoprune did
-    not have yet is compared with its default: the value that run behaved as."""
+    not have yet is compared with the value that run behaved as: its default, or its BEFORE_ADDED value."""
     stored = TrialStore(run_dir / STORE_NAME).run_config()
     fields = ExperimentConfig.model_fields
-    known = {**{k: fields[k].get_default(call_default_factory=True) for k in settings if k in fields}, **stored}
+    known = {**{k: fields[k].get_default(call_default_factory=True) for k in settings if k in fields},
+             **ExperimentConfig.BEFORE_ADDED, **stored}
     changed = sorted(k for k in settings if k in known and known[k] != settings[k])
     if changed:
         raise RunDirectoryError(f"$resume with different settings ({', '.join(changed)}) than the run in "
@@ -299,8 +302,13 @@ def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore, baselines:
     fine-tunes, the sensitivity allocation as the incumbent (autoprune.app.finalists)."""
     config = prepared.config
     finalists = choose_finalists(store.results(), config.finalists, baselines)
-    return run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
-                         config.finalist_eta, on_finalist, incumbent="sensitivity", margin=config.finalist_margin)
+    states = RungStates(store.path.parent / RUNG_STATES_NAME) if config.finalist_continue else None
+    outcome = run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
+                            config.finalist_eta, on_finalist, incumbent="sensitivity", margin=config.finalist_margin,
+                            continue_rungs=states)
+    if states is not None:
+        states.clear()
+    return outcome
 
 
 def rung_steps(epochs: list[float], data: DataBundle, batch_size: int = 128) -> list[int]:

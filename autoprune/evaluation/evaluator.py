@@ -37,7 +37,7 @@ from autoprune.errors import AutopruneError, UserFunctionError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
 from autoprune.evaluation.layout import ScoringLayout, channels_last, check_layout
 from autoprune.evaluation.prefix import PrefixReuse, SplitRun
-from autoprune.evaluation.result import Result, policy_hash
+from autoprune.evaluation.result import Result, TrainedState, policy_hash
 from autoprune.settings import ScoringSettings, validated
 from autoprune.training import Loss, Metric, accuracy, train
 
@@ -128,21 +128,39 @@ class Evaluator:
         return slim.eval(), run
 
     def __call__(self, policy: Policy, screen_threshold: float | None = None, train_steps: int = 0,
-                 images: int | None = None, recalibration_batches: int | None = None) -> Result:
+                 images: int | None = None, recalibration_batches: int | None = None, stages: Sequence[int] = (),
+                 continue_from: TrainedState | None = None, keep_state: bool = False) -> Result:
         """Evaluate one policy; with a `screen_threshold` (and screening set up), stop after the screening slice
         if its score falls below the threshold; with `train_steps`, score it after that many fine-tuning steps;
         with `images`, score it on the first that many held-out images only (whole batches): a sensitivity
         probe needs a score drop paired with the dense model's on the same images, not a full score; with
         `recalibration_batches`, BatchNorm is re-estimated on the first that many training batches instead of the
         configured number (at most as many as configured). A result scored on part of the split or with fewer
-        batches is not `complete`, so it never becomes a run's best."""
+        batches is not `complete`, so it never becomes a run's best.
+
+        `stages` splits the training into fine-tunes that end at these step counts (increasing, the last one
+        `train_steps`), each with its own schedule, each picking up the data where the last stopped: the
+        finalists' rungs. `continue_from` (a TrainedState at one of those ends) starts from that state instead of
+        the pruned weights, and trains only the steps after it; `keep_state` returns the trained weights in the
+        result's `state`, to be continued."""
         start = time.perf_counter()
         ratios = policy_ratios(self.analysis.groups, policy)
         configured = self.settings.recalibration_batches
         recalibration = configured if recalibration_batches is None else min(recalibration_batches, configured)
-        slim, run = self._build(ratios, recalibration, reuse_prefix=not train_steps)
-        if train_steps:
-            self.train(slim, train_steps)
+        ends = training_stages(train_steps, stages)
+        if continue_from is not None:
+            if continue_from.steps not in (0, *ends[:-1]):
+                raise ValueError(f"cannot continue from step {continue_from.steps}: stages end at {list(ends)}")
+            slim, run = self.analysis.apply(ratios), None
+            slim.load_state_dict(continue_from.state)
+            slim.eval()
+        else:
+            slim, run = self._build(ratios, recalibration, reuse_prefix=not train_steps)
+        done = 0 if continue_from is None else continue_from.steps
+        for end in ends:
+            if end > done:
+                self.train(slim, end - done, skip=done)
+                done = end
         cost = count_cost(slim, self.example_input)
         latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
         screen_score = None
@@ -160,6 +178,9 @@ class Evaluator:
             feasible=self.budget.satisfied(flops_ratio, params_ratio, latency), wall_time=0.0, complete=complete,
             screen_score=screen_score, train_steps=train_steps,
         )
+        if keep_state:
+            result.state = TrainedState(train_steps, {k: v.detach().cpu().clone() for k, v in
+                                                      slim.state_dict().items()})
         result.reward = _call_user(self.reward, "reward", result)
         result.wall_time = time.perf_counter() - start
         return result
@@ -209,14 +230,13 @@ class Evaluator:
         clone.prefix = PrefixReuse(clone.analysis.model)
         return clone
 
-    def train(self, slim: nn.Module, steps: int) -> nn.Module:
+    def train(self, slim: nn.Module, steps: int, skip: int = 0) -> nn.Module:
         """Fine-tune a built slim model in place for `steps` SGD steps: the recipe of the final fine-tune
         (autoprune.toolbox.finetune) with its schedule compressed into the steps, the same data order for every policy
-        (seeded), distilled from the dense model when `distill` is set."""
+        (seeded; `skip` batches into it), distilled from the dense model when `distill` is set."""
         teacher = self.analysis.model if self.distill else None
         train(slim, self.data, epochs=0, steps=steps, lr=self.settings.candidate_lr, seed=self.settings.seed,
-              teacher=teacher,
-              loss=self.loss)
+              teacher=teacher, loss=self.loss, skip=skip)
         return slim.eval()
 
     def _finetune(self, slim: nn.Module) -> None:
@@ -229,6 +249,15 @@ class Evaluator:
             loss.backward()
             optimizer.step()
         slim.eval()
+
+
+def training_stages(train_steps: int, stages: Sequence[int]) -> tuple[int, ...]:
+    """The step counts at which a candidate's fine-tunes end: `stages` (increasing, ending at `train_steps`), or
+    one fine-tune of `train_steps` (none for 0)."""
+    ends = tuple(stages) or ((train_steps,) if train_steps else ())
+    if ends and (ends[-1] != train_steps or any(b <= a for a, b in zip((0, *ends), ends, strict=False))):
+        raise ValueError(f"training stages {list(stages)} must increase from above 0 to train_steps={train_steps}")
+    return ends
 
 
 def _call_user(fn: Callable, role: str, *args) -> float:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
 
 
 def policy_hash(ratios: Sequence[float]) -> str:
@@ -13,6 +15,14 @@ def policy_hash(ratios: Sequence[float]) -> str:
     rounding would merge policies that sit on either side of a channel-rounding step)."""
     text = json.dumps([float(r) for r in ratios])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainedState:
+    """A slim model's weights (on the CPU) after `steps` fine-tuning steps: where a finalist's next rung goes on."""
+
+    steps: int
+    state: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -35,6 +45,10 @@ class Result:
     complete: bool = True  # scored on the whole held-out split (False: stopped after screening)
     screen_score: float | None = None  # score on the screening slice, when multi-fidelity screening ran
     train_steps: int = 0  # fidelity: fine-tuning steps taken before scoring (0: recalibrated only)
+    # the trained weights, when the evaluation was asked to keep them (never stored with the result)
+    state: TrainedState | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(replace(self, state=None))
+        del record["state"]
+        return record

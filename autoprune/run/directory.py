@@ -26,6 +26,7 @@ EXPORT_DIR = "export"  # `autoprune export` writes here
 OPTUNA_NAME = "optuna.db"  # every evaluation as an Optuna study (optuna-dashboard sqlite:///optuna.db)
 REPORT_NAME = "report.md"  # the run's report (autoprune.run), with its figures:
 FIGURES = {"channels": "channels.png", "progress": "progress.png", "candidates": "candidates.png"}
+RUNG_STATES_NAME = "rung_states"  # the finalists' weights between rungs, while they run (autoprune.run.rung_states)
 LOCK_NAME = ".lock"  # flock()ed by the one process working on the run; holds its pid
 
 
