@@ -41,6 +41,19 @@ def test_a_resume_with_any_changed_setting_is_refused_and_new_settings_are_check
     with pytest.raises(UserError, match="different settings \\(candidate_lr\\)"):
         autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True, **quick,
                          candidate_lr=0.05)
+    # ... unless the setting came with a default those runs did not behave as: the rungs that trained from the
+    # pruned weights again, stored before finalist_continue (default: continue) existed
+    with sqlite3.connect(out / "store.sqlite") as older:
+        older.execute("DELETE FROM run WHERE key = 'finalist_continue'")
+    older.close()
+    with pytest.raises(UserError, match="different settings \\(finalist_continue\\)"):
+        autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True, **quick)
+    autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True, **quick,
+                     finalist_continue=False)
+    with sqlite3.connect(out / "store.sqlite") as older:  # the resume above stored the setting as it behaved
+        assert older.execute("SELECT value FROM run WHERE key = 'finalist_continue'").fetchone() == ("false",)
+        older.execute("UPDATE run SET value = 'true' WHERE key = 'finalist_continue'")
+    older.close()
     # how a run computes may change: more evaluations, another device, another final fine-tune
     more = autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True,
                             **{**quick, "evals": 3}, device="cpu", finetune_lr=0.02)

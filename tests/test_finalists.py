@@ -285,6 +285,15 @@ def test_each_rung_continues_its_survivors_training_from_weights_kept_in_the_run
     assert len(resumed.options) == 1 and resumed.options[0]["continue_from"].steps == 5
     assert [f.rung_scores for f in again] == [f.rung_scores for f in finalists]
     assert outcome_again.winner.result.policy_hash == outcome.winner.result.policy_hash
+    # a damaged weights file costs only time: the survivor trains through both stages again, to the same score
+    with pytest.raises(KeyboardInterrupt):
+        finals("damaged", _RecordingRuntime(evaluator, stop_after=5))
+    for path in (tmp_path / "damaged" / "rung_states").iterdir():
+        path.write_bytes(b"not a checkpoint")
+    resumed = _RecordingRuntime(evaluator)
+    again, _ = finals("damaged", resumed)
+    assert len(resumed.options) == 1 and "continue_from" not in resumed.options[0]
+    assert [f.rung_scores for f in again] == [f.rung_scores for f in finalists]
 
 
 def test_finalists_halve_by_short_fine_tunes_and_the_run_ships_the_fine_tuned_winner(digits, tmp_path: Path) -> None:

@@ -15,22 +15,16 @@ from autoprune.files import replacing
 
 
 class RungStates:
-    """TrainedStates by (policy hash, steps): in `directory`, or in memory when there is none."""
+    """TrainedStates by (policy hash, steps), one file each in `directory`."""
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._held: dict[tuple[str, int], TrainedState] = {}
 
     def put(self, key: str, state: TrainedState) -> None:
-        if self.directory is None:
-            self._held[key, state.steps] = state
-            return
         with replacing(self._path(key, state.steps)) as scratch:
             torch.save(state.state, scratch)
 
     def get(self, key: str, steps: int) -> TrainedState | None:
-        if self.directory is None:
-            return self._held.get((key, steps))
         path = self._path(key, steps)
         if not path.is_file():
             return None
@@ -40,10 +34,8 @@ class RungStates:
             return None
 
     def clear(self) -> None:
-        """Forget every state (the finalists are decided)."""
-        self._held.clear()
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        """Remove every state (the finalists are decided)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def _path(self, key: str, steps: int) -> Path:
         return self.directory / f"{key}-{steps}.pt"
