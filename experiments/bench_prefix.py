@@ -20,11 +20,11 @@ with `reuse_prefix` off and then on in one process: its seconds each way and whe
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
+from results_table import measure_missing
 
 from autoprune.budget import Budget
 from autoprune.data import load_data
@@ -112,17 +112,10 @@ def main() -> None:
     parser.add_argument("--settings", default="mobilenetv2/0.10flops", help="with --pipeline: MODEL/BUDGET,...")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    results = json.loads(JSON.read_text()) if JSON.is_file() else {}
-    todo = args.settings.split(",") if args.pipeline else args.models.split(",")
-    for name in todo:
-        if name not in results:
-            if args.pipeline:
-                model_name, budget = name.split("/")
-                results[name] = pipeline(model_name, budget, args.data)
-            else:
-                results[name] = measure(name, args.data)
-            write_text(JSON, json.dumps(results, indent=1) + "\n")
-            print(name, results[name], flush=True)
+    if args.pipeline:
+        results = measure_missing(JSON, args.settings.split(","), lambda name: pipeline(*name.split("/"), args.data))
+    else:
+        results = measure_missing(JSON, args.models.split(","), lambda name: measure(name, args.data))
     report(results)
     print(MD.read_text())
 

@@ -16,13 +16,13 @@ a rerun.
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from results_table import measure_missing
 
 import autoprune
 from autoprune.data import load_data
@@ -100,6 +100,11 @@ def report(results: dict) -> None:
     write_text(MD, "\n".join(lines) + "\n")
 
 
+def _setting_seed(key: str) -> tuple[str, int]:
+    setting, seed = key.split("|")
+    return setting, int(seed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", default="mobilenetv2/0.10flops", help="MODEL/BUDGET,...")
@@ -108,15 +113,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="the final fine-tune's epochs")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    results = json.loads(JSON.read_text()) if JSON.is_file() else {}
-    for setting in args.settings.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
-            key = f"{setting}|{seed}"
-            if key not in results:
-                results[key] = measure(setting, seed, args.data, args.epochs)
-                write_text(JSON, json.dumps(results, indent=1) + "\n")
-                print(key, results[key], flush=True)
-    report(results)
+    keys = [f"{setting}|{seed}" for setting in args.settings.split(",") for seed in args.seeds.split(",")]
+    report(measure_missing(JSON, keys, lambda key: measure(*_setting_seed(key), args.data, args.epochs)))
     print(MD.read_text())
 
 

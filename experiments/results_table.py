@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,3 +20,17 @@ def write_results(stem: str, data: dict[str, Any], title: str, notes: Sequence[s
         lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join("—" if v is None else str(v) for v in row) + " |" for row in rows]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+
+
+def measure_missing(path: Path, keys: Iterable[str], measure: Callable[[str], Any]) -> dict[str, Any]:
+    """The results recorded in `path` (JSON, by key), with each of `keys` not there yet measured and written at
+    once, whole or not at all: a long benchmark resumes where it stopped."""
+    from autoprune.files import write_text
+
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for key in keys:
+        if key not in results:
+            results[key] = measure(key)
+            write_text(path, json.dumps(results, indent=1) + "\n")
+            print(key, results[key], flush=True)
+    return results
