@@ -333,11 +333,14 @@ def superseded_table(results: dict) -> list[str]:
                         if m != "sensitivity"), default=0.0)
             then = [mean(old, f"{setting}|{m}|") for m in ("sensitivity", "pipeline")]
             now = [mean(results["cells"], f"{setting}|{m}|") for m in ("sensitivity", "pipeline")]
-            margins = [None if sens is None or pipe is None else pipe - max(best, sens) for sens, pipe in (then, now)]
+            kept = then[0] is None  # a generation of pipeline rows only: its sensitivity rows are the current ones
+            compared = [[now[0], then[1]] if kept else then, now]
+            margins = [None if sens is None or pipe is None else pipe - max(best, sens) for sens, pipe in compared]
             if setting in results.get("margins", {}):  # now: as in the table above (on the pipeline's seeds)
                 margins[1] = results["margins"][setting]["margin_points"]
             walls = [text(wall(cells, setting), unit="x") for cells in (old, results["cells"])]
-            rows.append(f"| {setting.replace('|', ' / ')} | {text(then[0])} | {text(then[1])} | "
+            sensitivity_then = "(as now)" if kept else text(then[0])
+            rows.append(f"| {setting.replace('|', ' / ')} | {sensitivity_then} | {text(then[1])} | "
                         f"{text(margins[0], True)} | {walls[0]} | {text(now[0])} | {text(now[1])} | "
                         f"{text(margins[1], True)} | {walls[1]} |")
         rows.append("")
