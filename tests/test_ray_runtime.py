@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 import ray
 
+from autoprune.app.finalists import Finalist, run_finalists
 from autoprune.app.loop import run_search
+from autoprune.run.rung_states import RungStates
 from autoprune.run.store import TrialStore
+from autoprune.runtime.local import InProcessRuntime
 from autoprune.runtime.ray_pool import RayRuntime, start_or_join_ray
 from autoprune.searchers import make_searcher
 
@@ -56,6 +59,32 @@ def test_one_ray_worker_gives_the_in_process_results(setup, tmp_path: Path) -> N
         runtime.close()
     assert stored(tmp_path / "ray.sqlite") == stored(tmp_path / "local.sqlite")
     assert (remote.best.policy, remote.best.score) == (local.best.policy, local.best.score)
+
+
+def test_finalists_continue_their_rungs_on_ray_workers_as_in_process(setup, tmp_path: Path) -> None:
+    """The weights kept between rungs travel from a worker with its result and back to a worker with the next
+    rung's job."""
+    space, evaluator = setup
+    results = [evaluator(space.uniform(keep)) for keep in (0.3, 0.45, 0.6)]
+
+    def finals(runtime, name: str) -> list[dict]:
+        finalists = [Finalist("search", r) for r in results]
+        (tmp_path / name).mkdir()
+        run_finalists(finalists, runtime, TrialStore(tmp_path / name / "s.sqlite"), [4, 10], eta=2,
+                      continue_rungs=RungStates(tmp_path / name / "rung_states"))
+        return [f.rung_scores for f in finalists]
+
+    runtime = RayRuntime(evaluator, workers=2)
+    try:
+        remote = finals(runtime, "ray")
+    finally:
+        runtime.close()
+    local = finals(InProcessRuntime(evaluator), "local")
+    assert [sorted(s) for s in remote] == [sorted(s) for s in local]  # the same survivors trained to 10 steps
+    assert sum(10 in s for s in remote) == 2
+    # a worker trains with one thread: the same steps on the same batches, summed in another order
+    assert all(abs(r[n] - s[n]) <= 0.02 for r, s in zip(remote, local, strict=True) for n in s)
+    assert len(list((tmp_path / "ray" / "rung_states").glob("*-4.pt"))) == 3
 
 
 class BatchRecordingRuntime:
@@ -176,8 +205,11 @@ from autoprune.evaluation import Evaluator
 from autoprune.models import example_input, load_model
 from autoprune.runtime.ray_pool import RayRuntime
 from autoprune.problem import SearchSpace
+from autoprune.app.finalists import Finalist, run_finalists
 from autoprune.app.loop import run_search
+from autoprune.run.rung_states import RungStates
 from autoprune.run.store import TrialStore
+from autoprune.runtime.local import InProcessRuntime
 from autoprune.searchers import make_searcher
 
 def unnamed_threads():  # native threads that never named themselves (Ray's metric exporters among them)
