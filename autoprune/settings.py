@@ -77,6 +77,9 @@ class ExperimentConfig(ScoringSettings):
     # the sensitivity allocation runs every rung and ships unless a finalist leads it at the last rung by more
     # than this held-out score (0.005: half a point of accuracy, about the rungs' noise in compare_pipeline.md)
     finalist_margin: float = Field(0.005, ge=0)
+    # an earlier run's directory whose sensitivity probes this run reuses (same model, data, seed and scoring; the
+    # budget and the search may differ): autoprune.run.probe_reuse
+    probes_from: str | None = None
     finetune_epochs: int = Field(2, ge=0)  # after the search: fine-tune the winner this many epochs (0: off)
     finetune_lr: float = Field(0.01, gt=0)  # the final fine-tune's peak learning rate (cosine schedule)
     distill: bool = False  # fine-tune with knowledge distillation from the dense model
@@ -93,7 +96,7 @@ class ExperimentConfig(ScoringSettings):
     # evaluations, another device or cluster, another final fine-tune); every other field is in the resume check
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({
         "evals", "out", "data_dir", "device", "gpus_per_worker", "address", "dashboard", "finetune_epochs",
-        "finetune_lr", "distill", "channels_last", "reuse_prefix"})
+        "finetune_lr", "distill", "channels_last", "reuse_prefix", "probes_from"})
 
     # settings added with a default that runs started before them did not behave as: what those runs did
     BEFORE_ADDED: ClassVar[dict[str, Any]] = {"finalist_continue": False}

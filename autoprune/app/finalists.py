@@ -144,16 +144,21 @@ def _rung_options(key: str, rungs: Sequence[int], states: RungStates | None, kee
 
 def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore,
                    on_result: Callable[[str, Result, bool], None] | None = None,
-                   options: dict[str, int] | None = None) -> dict[str, Result]:
+                   options: dict[str, int] | None = None, known: dict[str, Result] | None = None
+                   ) -> dict[str, Result]:
     """Recalibrated (fidelity 0) results of named policies: the search's own when it evaluated the same policy,
     else stored or evaluated now among the finalists' evaluations (fidelity 0, origin = the name), so the
     search's table holds the search's evaluations only. `on_result(name, result, from_store)` after each;
-    `options`: the evaluator's keyword options (the sensitivity probes ask for fewer images and batches)."""
+    `options`: the evaluator's keyword options (the sensitivity probes ask for fewer images and batches); `known`:
+    results evaluated elsewhere, by policy hash (another run's probes), stored here as they are used."""
     results: dict[str, Result] = {}
     todo = []
     for name, policy in policies.items():
         key = policy_hash(policy)
         stored = store.get(key) or store.get_trained(key, 0)
+        if stored is None and known and key in known:
+            stored = known[key]
+            store.add_trained(stored, name)
         if stored is not None:
             results[name] = stored
             if on_result is not None:

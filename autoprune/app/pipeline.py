@@ -49,6 +49,7 @@ from autoprune.run.directory import (
 )
 from autoprune.run.export import export_model
 from autoprune.run.optuna_export import export_study
+from autoprune.run.probe_reuse import FINGERPRINT_KEY, PROBE_ORIGIN, model_fingerprint, reused_probes
 from autoprune.run.report import write_run_report
 from autoprune.run.rung_states import RungStates
 from autoprune.run.store import TrialStore
@@ -57,6 +58,7 @@ from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.searchers import make_searcher
 from autoprune.searchers.base import Searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
+from autoprune.searchers.threshold import SensitivityThresholdSearcher
 from autoprune.settings import ExperimentConfig, SpaceConfig, load_space, validated
 from autoprune.signals import acknowledge, signal_number
 from autoprune.toolbox.finetune import FinetuneOutcome, finetune, save_finetuned
@@ -76,6 +78,8 @@ class PreparedSearch:
     searcher: Searcher
     run_dir: Path | None
     run_settings: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # the dense model's weights, hashed (stored with the settings, for probes_from)
+    reused_probes: dict[str, Result] = field(default_factory=dict)  # another run's probes, by policy hash
     resume: bool = False
     lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # the run directory's, once taken
 
@@ -129,7 +133,10 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
                           distill=config.finalist_distill, **config.scoring())
     settings = config.run_settings(data=bundle.name, budget=str(budget), agent_config=searcher.settings.model_dump(),
                                    space=space_config.model_dump())
-    prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume)
+    fingerprint = model_fingerprint(model)
+    reused = _reused_probes(config, settings, fingerprint, evaluator, space) if config.probes_from else {}
+    prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume=resume,
+                              fingerprint=fingerprint, reused_probes=reused)
     if run_dir is not None and run_dir.is_dir():  # held until the search ends: no other process may use it
         prepared.lock.enter_context(run_lock(run_dir))
     if run_dir is not None and resume:
@@ -139,6 +146,16 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
             prepared.lock.close()
             raise
     return prepared
+
+
+def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerprint: str, evaluator: Evaluator,
+                   space: SearchSpace) -> dict[str, Result]:
+    """The sensitivity probes of the run in $probes_from, checked to score this run's model (probe_reuse)."""
+    if not (config.finalists and config.finalist_sensitivity):
+        raise InputError("$probes_from reuses the probes of the finalists' sensitivity allocation, and this run "
+                         "probes nothing ($finalists=0 or no $finalist_sensitivity levels): drop $probes_from")
+    probe_options = SensitivityThresholdSearcher(space).scoring_for(0).options()
+    return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size, probe_options)
 
 
 def _check_worker_devices(config: ExperimentConfig, device: torch.device) -> None:
@@ -244,7 +261,7 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
     with tempfile.TemporaryDirectory() as scratch:  # the store lives in the run directory, or here if none
         store_dir = prepared.run_dir or Path(scratch)
         store = TrialStore(store_dir / STORE_NAME)
-        store.set_run_config(prepared.run_settings)
+        store.set_run_config({**prepared.run_settings, FINGERPRINT_KEY: prepared.fingerprint})
         screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
         try:
             baselines = _score_baselines(prepared, runtime, store, on_baseline) if config.finalists else {}
@@ -284,8 +301,9 @@ def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore,
     policies = baseline_policies(prepared.space) if config.finalist_baselines else {}
     if config.finalist_sensitivity:
         def probe_scores(probes: list[list[float]], options: dict[str, int]) -> list[float]:
-            named = {f"sensitivity probe {i}": p for i, p in enumerate(probes)}
-            return [r.score for r in policy_results(named, runtime, store, on_baseline, options).values()]
+            named = {f"{PROBE_ORIGIN} {i}": p for i, p in enumerate(probes)}
+            return [r.score for r in policy_results(named, runtime, store, on_baseline, options,
+                                                    known=prepared.reused_probes).values()]
 
         policies["sensitivity"] = sensitivity_policy(prepared.space, probe_scores, config.finalist_sensitivity)
     return policy_results(policies, runtime, store, on_baseline)

@@ -47,6 +47,9 @@ def search(
     finalists: Annotated[int | None, typer.Option(
         help="score the baselines' policies, start the search from the best, then re-rank its best N distinct "
              f"policies with the baselines' by short fine-tunes (default {DEFAULTS.finalists}; 0: off)")] = None,
+    probes_from: Annotated[Path | None, typer.Option(
+        help="reuse the sensitivity probes of this earlier run's directory (the same model, data, seed and scoring; "
+             "another budget or searcher)")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(
         help=f"after the search, fine-tune the winner this many epochs (default {DEFAULTS.finetune_epochs}; "
              "0: off)")] = None,

@@ -22,6 +22,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -184,6 +185,15 @@ class Evaluator:
         result.reward = _call_user(self.reward, "reward", result)
         result.wall_time = time.perf_counter() - start
         return result
+
+    def judged(self, result: Result) -> Result:
+        """A copy of a result evaluated elsewhere (another run's store), judged under this evaluator's budget and
+        reward; it took no time here. Unmeasured latency does not meet a latency limit."""
+        measured = result.latency is not None or self.budget.limit("latency") is None
+        feasible = measured and self.budget.satisfied(result.flops_ratio, result.params_ratio, result.latency)
+        judged = replace(result, feasible=feasible, reward=math.nan, wall_time=0.0)
+        judged.reward = _call_user(self.reward, "reward", judged)
+        return judged
 
     def heldout_slice(self, images: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The held-out batches that cover the first `images` images (all of them for None or 0)."""

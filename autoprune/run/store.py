@@ -66,6 +66,20 @@ class TrialStore:
             raise RunDirectoryError(f"{str(self.path)!r} is not a usable trial store ({exc}); use another "
                                     "$out") from None
 
+    @classmethod
+    def read_only(cls, path: str | Path) -> TrialStore:
+        """Another run's store, opened for reading only (it may be in use by its own process: SQLite's WAL lets
+        it read while that one writes)."""
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        try:
+            store._db = sqlite3.connect(f"{store.path.absolute().as_uri()}?mode=ro", uri=True)
+            store._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise RunDirectoryError(f"{str(store.path)!r} is not a readable trial store ({exc}); name a run "
+                                    "directory that a search wrote") from None
+        return store
+
     def close(self) -> None:
         self._db.close()
 
