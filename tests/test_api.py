@@ -16,9 +16,11 @@ def test_autoprune_search_stays_the_api_function_after_every_import() -> None:
 
 def test_a_resume_with_any_changed_setting_is_refused_and_new_settings_are_checked_too(
         trained_digits_resnet, digits, tmp_path) -> None:
+    import copy
     import sqlite3
 
     import pytest
+    import torch
     from pydantic import Field
 
     from autoprune.errors import UserError
@@ -34,6 +36,12 @@ def test_a_resume_with_any_changed_setting_is_refused_and_new_settings_are_check
         with pytest.raises(UserError, match=f"different settings \\({next(iter(changed))}\\)"):
             autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=out, resume=True,
                              **quick, **changed)
+    # the same settings and other weights (fine-tuned since, say): the run's fingerprint of them tells
+    other = copy.deepcopy(trained_digits_resnet)
+    with torch.no_grad():
+        next(other.parameters()).mul_(1.01)
+    with pytest.raises(UserError, match="different settings \\(the model's weights\\)"):
+        autoprune.search(other, data=digits, budget="0.5flops", out=out, resume=True, **quick)
     # a run stored before a setting existed behaved as its default: a resume must match that default
     with sqlite3.connect(out / "store.sqlite") as older:  # as a store written before candidate_lr was a setting
         older.execute("DELETE FROM run WHERE key = 'candidate_lr'")

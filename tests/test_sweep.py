@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.test_probe_reuse import probe_rows
+
 SWEEP = """\
 models: [resnet20]
 budgets: [0.5flops, 0.3flops]
@@ -38,6 +40,15 @@ def test_sweep_runs_the_grid_reports_it_and_resumes(tmp_path: Path) -> None:
     for row in rows:
         assert float(row["macs_ratio"]) <= float(row["budget"].removesuffix("flops")) and row["evaluations"] == "3"
     assert (out / "pareto.png").stat().st_size > 0 and "Pareto" in (out / "summary.md").read_text()
+    # the first search of each seed probed; the others reused its probes (only the dense model scored again)
+    for seed in (0, 1):
+        first = probe_rows(out / f"resnet20-0.5flops-random-s{seed}")
+        assert len(first) > 10 and all(r["wall_time"] > 0 for r in first.values())
+        for row in (r for r in rows if r["seed"] == str(seed) and Path(r["run_dir"]).name != f"resnet20-0.5flops-"
+                    f"random-s{seed}"):
+            reused = probe_rows(Path(row["run_dir"]))
+            assert {h: r["score"] for h, r in reused.items()} == {h: r["score"] for h, r in first.items()}
+            assert sum(r["wall_time"] > 0 for r in reused.values()) == 1
     report = (out / "report.md").read_text()  # the sweep's report links every search's own report
     assert "![Pareto plot](pareto.png)" in report
     for row in rows:

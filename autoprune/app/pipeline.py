@@ -141,7 +141,7 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
         prepared.lock.enter_context(run_lock(run_dir))
     if run_dir is not None and resume:
         try:
-            _check_same_settings(run_dir, settings)
+            _check_same_settings(run_dir, settings, fingerprint)
         except BaseException:
             prepared.lock.close()
             raise
@@ -185,14 +185,17 @@ def _check_trainable(model: nn.Module, data: DataBundle, loss: Loss | None) -> N
                                 "finetune_epochs=0") from None
 
 
-def _check_same_settings(run_dir: Path, settings: dict[str, Any]) -> None:
-    """Refuse a resume whose run settings differ from the stored ones. A setting the run's version of autoprune did
-    not have yet is compared with the value that run behaved as: its default, or its BEFORE_ADDED value."""
+def _check_same_settings(run_dir: Path, settings: dict[str, Any], fingerprint: str) -> None:
+    """Refuse a resume whose run settings differ from the stored ones, or whose model's weights differ from the
+    run's (where it stored their fingerprint). A setting the run's version of autoprune did not have yet is
+    compared with the value that run behaved as: its default, or its BEFORE_ADDED value."""
     stored = TrialStore(run_dir / STORE_NAME).run_config()
     fields = ExperimentConfig.model_fields
     known = {**{k: fields[k].get_default(call_default_factory=True) for k in settings if k in fields},
              **ExperimentConfig.BEFORE_ADDED, **stored}
     changed = sorted(k for k in settings if k in known and known[k] != settings[k])
+    if stored.get(FINGERPRINT_KEY, fingerprint) != fingerprint:
+        changed.append("the model's weights")
     if changed:
         raise RunDirectoryError(f"$resume with different settings ({', '.join(changed)}) than the run in "
                                 f"{str(run_dir)!r}; resume with the same settings or use another $out")

@@ -1,7 +1,7 @@
 """Reuse an earlier run's sensitivity probes. A probe prunes one group alone to one keep level; its score depends on
 the model, the data, the seed's recalibration batches and the scoring settings, never on the budget or the
 searcher. So a run at a second budget of the same model (`probes_from`: the first run's directory) takes the probes
-from that run's store instead of evaluating them again: on the nets in experiments/ they are 0.3-0.7x the final
+from that run's store instead of evaluating them again: on the nets in experiments/ they took 0.26-0.59x the final
 fine-tune's time (experiments/results/probe_reuse.md).
 
 Checked before anything is written: the settings a probe's score depends on are the first run's, the dense model's

@@ -3,6 +3,10 @@ instance or an existing cluster.
 
 Each search has its own run directory and store, so a task that is re-run (Ray retries tasks whose worker or node
 died) or a sweep that is resumed continues the search from its store instead of repeating it.
+
+The sensitivity probes of one model and seed score the same at every budget and for every searcher, so the first
+search of each (model, seed) in grid order probes, and the others start once it has finished, reusing its probes
+(`probes_from`, autoprune.run.probe_reuse).
 """
 
 from __future__ import annotations
@@ -35,6 +39,21 @@ def _search_task(settings: dict[str, Any]) -> str:
     resume = (Path(config.out) / STORE_NAME).is_file()
     execute_search(prepare_search(config, resume=resume))
     return config.out
+
+
+def probe_leaders(config: SweepConfig, grid: list[SweepPoint]) -> dict[SweepPoint, SweepPoint]:
+    """{point: the point whose sensitivity probes it reuses}: the first of each (model, seed) in grid order, for
+    every other point of it, where the searches probe (finalists on, with levels) and the sweep names no source."""
+    leaders: dict[SweepPoint, SweepPoint] = {}
+    first: dict[tuple[str, int], SweepPoint] = {}
+    for point in grid:
+        settings = point_config(config, point)
+        if not (settings.finalists and settings.finalist_sensitivity) or settings.probes_from:
+            continue
+        leader = first.setdefault((point.model, point.seed), point)
+        if leader != point:
+            leaders[point] = leader
+    return leaders
 
 
 def _state(config: SweepConfig, point: SweepPoint) -> str:
@@ -100,7 +119,18 @@ def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str 
                 raise ClusterError(f"$gpus_per_search={gpus_per_search:g} asks for GPUs and the Ray cluster has "
                                    f"{gpus:g}; drop $gpus_per_search or add GPU nodes")
             task = _search_task.options(num_gpus=gpus_per_search)
-            pending.update({task.remote({**point_config(config, p).model_dump(), "device": device}): p for p in todo})
+            leaders = probe_leaders(config, grid)
+            waiting = {p for p in todo if p in leaders and states[leaders[p]] != "finished"}
+
+            def submit(point: SweepPoint) -> None:
+                settings = {**point_config(config, point).model_dump(), "device": device}
+                if point in leaders:
+                    settings["probes_from"] = str(out / leaders[point].name)
+                pending[task.remote(settings)] = point
+
+            for point in todo:
+                if point not in waiting:
+                    submit(point)
             while pending:
                 finished, _ = ray.wait(list(pending), num_returns=1)
                 for ref in finished:
@@ -116,6 +146,9 @@ def _run_grid(config: SweepConfig, out: Path, workers: int | None, address: str 
                     done += 1
                     if on_finished is not None:
                         on_finished(point, done, len(grid))
+                    for follower in [p for p in todo if p in waiting and leaders[p] == point]:
+                        waiting.discard(follower)
+                        submit(follower)
         finally:
             pending.clear()  # no task ref may outlive Ray (see RayRuntime.close)
             if owns_ray:
