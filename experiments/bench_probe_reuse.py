@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import torch
-from results_table import measure_missing
+from results_table import measure_missing, timed_finetune
 
 import autoprune
 from autoprune.app.pipeline import SearchReport
 from autoprune.data import load_data
 from autoprune.files import write_text
 from autoprune.models import load_model
-from autoprune.toolbox.finetune import finetune
 
 RESULTS = Path(__file__).parent / "results"
 JSON, MD = RESULTS / "probe_reuse.json", RESULTS / "probe_reuse.md"
@@ -68,12 +67,7 @@ def measure(model_name: str, seed: int, budgets: tuple[str, str], data_name: str
             mode = "reusing" if reusing else "probing"
             row[mode], report = timed_run(model, data, second, seed, runs / mode, **extra)
             shipped = report.model if not reusing else shipped
-    start = time.perf_counter()  # the shipped slim model (pruned, recalibrated), as compare_pipeline.py fine-tunes it
-    outcome = finetune(shipped, data, epochs, lr=0.01, seed=seed)
-    row["finetune"] = {"epochs": epochs, "seconds": time.perf_counter() - start, "test_after": outcome.test_after}
-    for mode in ("probing", "reusing"):
-        row[mode]["wall_over_finetune"] = (row[mode]["policy_s"] + row["finetune"]["seconds"]) / row["finetune"][
-            "seconds"]
+    timed_finetune(row, shipped, data, epochs, seed, ("probing", "reusing"))
     return row
 
 

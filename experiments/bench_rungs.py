@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 
 import torch
-from results_table import measure_missing
+from results_table import measure_missing, timed_finetune
 
 import autoprune
 from autoprune.data import load_data
 from autoprune.files import write_text
 from autoprune.models import load_model
-from autoprune.toolbox.finetune import finetune
 
 RESULTS = Path(__file__).parent / "results"
 JSON, MD = RESULTS / "rung_continuation.json", RESULTS / "rung_continuation.md"
@@ -64,12 +63,7 @@ def measure(setting: str, seed: int, data_name: str, epochs: int) -> dict:
             "decision": finals.decision,
             "last_rung": {f"{f.origin}:{f.result.policy_hash[:8]}": f.rung_scores[finals.rungs[-1]]
                           for f in finals.finalists if finals.rungs[-1] in f.rung_scores}}
-    start = time.perf_counter()  # the shipped slim model (report.model: pruned, recalibrated), as compared
-    outcome = finetune(shipped, data, epochs, lr=0.01, seed=seed)
-    row["finetune"] = {"epochs": epochs, "seconds": time.perf_counter() - start, "test_after": outcome.test_after}
-    for mode in ("restarted", "continued"):
-        row[mode]["wall_over_finetune"] = (row[mode]["policy_s"] + row["finetune"]["seconds"]) / row["finetune"][
-            "seconds"]
+    timed_finetune(row, shipped, data, epochs, seed, ("restarted", "continued"))
     return row
 
 

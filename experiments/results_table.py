@@ -34,3 +34,18 @@ def measure_missing(path: Path, keys: Iterable[str], measure: Callable[[str], An
             write_text(path, json.dumps(results, indent=1) + "\n")
             print(key, results[key], flush=True)
     return results
+
+
+def timed_finetune(row: dict[str, Any], shipped: Any, data: Any, epochs: int, seed: int, modes: Sequence[str]) -> None:
+    """The final fine-tune of the shipped slim model (pruned, recalibrated), as compare_pipeline.py runs it, timed
+    into row["finetune"]; then each of `modes`' wall time over it ((policy time + fine-tune) / fine-tune)."""
+    import time
+
+    from autoprune.toolbox.finetune import finetune
+
+    start = time.perf_counter()
+    outcome = finetune(shipped, data, epochs, lr=0.01, seed=seed)
+    row["finetune"] = {"epochs": epochs, "seconds": time.perf_counter() - start, "test_after": outcome.test_after}
+    for mode in modes:
+        row[mode]["wall_over_finetune"] = (row[mode]["policy_s"] + row["finetune"]["seconds"]) / row["finetune"][
+            "seconds"]
