@@ -21,6 +21,7 @@ from torch import nn
 
 from autoprune.errors import InputError, RunDirectoryError
 from autoprune.evaluation import Evaluator, Result
+from autoprune.run.directory import STORE_NAME
 from autoprune.run.store import TrialStore
 
 PROBE_ORIGIN = "sensitivity probe"  # the finalists' probes are stored as "sensitivity probe <index>"
@@ -47,9 +48,9 @@ def reused_probes(source: str, settings: dict[str, Any], fingerprint: str, evalu
     """The sensitivity probes stored in the run directory `source`, {policy hash: result}, judged under this run's
     budget and reward, the dense model's scored again here (`options`: how a probe is scored). Raises a one-line
     error when that run's probes would not be this run's."""
-    path = Path(source) / "store.sqlite"
+    path = Path(source) / STORE_NAME
     if not path.is_file():
-        raise RunDirectoryError(f"{source!r} ($probes_from) holds no run (no store.sqlite); name the run directory "
+        raise RunDirectoryError(f"{source!r} ($probes_from) holds no run (no {STORE_NAME}); name the run directory "
                                 "of an earlier search of this model")
     store = TrialStore.read_only(path)
     try:
