@@ -1,6 +1,7 @@
 """A run at another budget reuses an earlier run's sensitivity probes (probes_from): the same probes, judged under
-its own budget, none evaluated again, the same outcome; and a source whose probes would not score this run's model
-is refused before anything is written."""
+its own budget, none evaluated again, the same outcome; a source whose probes would not score this run's model
+is refused before anything is written; and within a run, the sensitivity searcher's probes are answered from the
+pipeline's when it scores them alike."""
 
 from __future__ import annotations
 
@@ -109,3 +110,25 @@ def test_the_command_line_refuses_a_run_directory_without_probes_in_one_line(tmp
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--probes-from" in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def _search_rows(out: Path) -> list[dict]:
+    with sqlite3.connect(out / "store.sqlite") as db:
+        return [json.loads(r) for (r,) in db.execute("SELECT result FROM evaluations ORDER BY seq")]
+
+
+def test_the_sensitivity_searcher_is_answered_from_the_pipelines_probes_when_it_scores_them_alike(
+        trained_digits_resnet, digits, tmp_path) -> None:
+    settings = {**QUICK, "agent": "sensitivity", "evals": 60, "agent_config": {"levels": [0.5]}}
+    report = autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=tmp_path / "alike",
+                              **settings)
+    probes, searched = probe_rows(tmp_path / "alike"), _search_rows(tmp_path / "alike")
+    asked = [r for r in searched if r["policy_hash"] in probes]
+    assert len(asked) == len(probes) == len(searched) - 1  # every probe, then the allocation
+    assert all(r["wall_time"] == 0 and r["score"] == probes[r["policy_hash"]]["score"] for r in asked)
+    sensitivity = next(f for f in report.finals.finalists if f.origin == "sensitivity")
+    assert searched[-1]["policy_hash"] == sensitivity.result.policy_hash  # the same table, the same allocation
+    # probes the searcher scores on other images than the pipeline's are its own evaluations
+    other = {**settings, "agent_config": {"levels": [0.5], "probe_images": 100}}
+    autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=tmp_path / "other", **other)
+    assert all(r["wall_time"] > 0 for r in _search_rows(tmp_path / "other"))

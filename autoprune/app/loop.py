@@ -40,6 +40,7 @@ def run_search(
     batch_size: int | None = None,
     on_result: Callable[[Result, Result | None, bool], None] | None = None,
     screening: Screening | None = None,
+    known: Callable[[Proposal], Result | None] | None = None,
 ) -> SearchOutcome:
     """Run until `evals` distinct policies have been answered or the searcher is done.
 
@@ -47,7 +48,8 @@ def run_search(
     the searcher's `ask_ahead` when there are several).
     `on_result(result, best_so_far, from_store)` is called after each answer (for progress display). With
     `screening`, candidates are scored on the evaluator's screening slice first (multi-fidelity); only fully
-    scored results can become the best.
+    scored results can become the best. `known(proposal)` answers proposals evaluated before the search (the
+    pipeline's sensitivity probes, when the searcher asks the same), stored then as the search's own.
     """
     runtime: Runtime = evaluator if hasattr(evaluator, "workers") else InProcessRuntime(evaluator)
     ahead = searcher.ask_ahead if runtime.workers > 1 else 1
@@ -65,6 +67,11 @@ def run_search(
         for proposal in proposals:
             wanted.setdefault(hashes[proposal.trial], proposal)
         found = {digest: store.get(digest) for digest in wanted}
+        for digest, proposal in wanted.items():
+            answer = known(proposal) if known is not None and found[digest] is None else None
+            if answer is not None:
+                store.add(answer, searcher.name, searcher.seed)
+                found[digest] = answer
         cached = {digest for digest, result in found.items() if result is not None}
         todo = [digest for digest in wanted if digest not in cached]
         for index, result in runtime.evaluate([_job(wanted[digest], threshold) for digest in todo]):

@@ -12,7 +12,7 @@ import copy
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from autoprune.device import DeviceBatches, describe, resolve_device, to_model_d
 from autoprune.engine import Analysis, Cost, analyse, count_cost, measure_latency
 from autoprune.engine.criteria import needs_data
 from autoprune.errors import InfeasibleBudgetError, InputError, RunDirectoryError, SearchInterrupted, UserFunctionError
-from autoprune.evaluation import Evaluator, Result, score_if_feasible, top1_accuracy
+from autoprune.evaluation import Evaluator, Result, policy_hash, score_if_feasible, top1_accuracy
 from autoprune.evaluation.evaluator import Metric, Reward
 from autoprune.evaluation.screening import Screening
 from autoprune.models import example_input, load_model
@@ -56,7 +56,7 @@ from autoprune.run.store import TrialStore
 from autoprune.runtime import make_runtime
 from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.searchers import make_searcher
-from autoprune.searchers.base import Searcher
+from autoprune.searchers.base import Proposal, Searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
 from autoprune.searchers.threshold import SensitivityThresholdSearcher
 from autoprune.settings import ExperimentConfig, SpaceConfig, load_space, validated
@@ -267,12 +267,13 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         store.set_run_config({**prepared.run_settings, FINGERPRINT_KEY: prepared.fingerprint})
         screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
         try:
-            baselines = _score_baselines(prepared, runtime, store, on_baseline) if config.finalists else {}
+            probed = ProbeResults()
+            baselines = _score_baselines(prepared, runtime, store, on_baseline, probed) if config.finalists else {}
             start = _best_of(baselines.values())
             if start is not None:  # the search starts from the best allocation a user would try first
                 prepared.searcher.start_from([start.policy])
             best = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
-                              screening=screening).best
+                              screening=screening, known=probed.answer).best
             if best is not None and config.finalists:
                 finals = _run_finals(prepared, runtime, store, baselines, on_finalist)
                 best = finals.winner.result
@@ -295,18 +296,36 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
     return finish_search(prepared, best, finals=finals)
 
 
-def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore,
-                     on_baseline: BaselineCallback | None) -> dict[str, Result]:
+@dataclass
+class ProbeResults:
+    """The sensitivity probes scored before the search: how they were scored and their results, by policy hash."""
+
+    options: dict[str, int] = field(default_factory=dict)
+    results: dict[str, Result] = field(default_factory=dict)
+
+    def answer(self, proposal: Proposal) -> Result | None:
+        """The result of a search's proposal that is one of these probes asked to be scored the same way (the
+        sensitivity searcher's probes): evaluated once, it took the search no time."""
+        result = self.results.get(policy_hash(proposal.policy))
+        if result is None or proposal.scoring.options() != self.options:
+            return None
+        return replace(result, wall_time=0.0)
+
+
+def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore, on_baseline: BaselineCallback | None,
+                     probed: ProbeResults) -> dict[str, Result]:
     """Recalibrated results of the baselines' policies ({name: result}): uniform, global and isomorphic ranking
-    (free to compute) and the sensitivity-threshold allocation (its probes scored first), as configured; stored
-    among the finalists' evaluations, so a resumed run reads them back."""
+    (free to compute) and the sensitivity-threshold allocation (its probes scored first, and kept in `probed`),
+    as configured; stored among the finalists' evaluations, so a resumed run reads them back."""
     config = prepared.config
     policies = baseline_policies(prepared.space) if config.finalist_baselines else {}
     if config.finalist_sensitivity:
         def probe_scores(probes: list[list[float]], options: dict[str, int]) -> list[float]:
             named = {f"{PROBE_ORIGIN} {i}": p for i, p in enumerate(probes)}
-            return [r.score for r in policy_results(named, runtime, store, on_baseline, options,
-                                                    known=prepared.reused_probes).values()]
+            results = policy_results(named, runtime, store, on_baseline, options, known=prepared.reused_probes)
+            probed.options = dict(options)
+            probed.results.update({r.policy_hash: r for r in results.values()})
+            return [r.score for r in results.values()]
 
         policies["sensitivity"] = sensitivity_policy(prepared.space, probe_scores, config.finalist_sensitivity)
     return policy_results(policies, runtime, store, on_baseline)
