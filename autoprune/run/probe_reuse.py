@@ -52,7 +52,7 @@ def reused_probes(source: str, settings: dict[str, Any], fingerprint: str, evalu
     if not path.is_file():
         raise RunDirectoryError(f"{source!r} ($probes_from) holds no run (no {STORE_NAME}); name the run directory "
                                 "of an earlier search of this model")
-    store = TrialStore.read_only(path)
+    store = TrialStore(path, read_only=True)
     try:
         stored = store.run_config()
         probes = [r for origin, r in store.trained_results() if origin.startswith(PROBE_ORIGIN) and not r.train_steps]

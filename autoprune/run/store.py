@@ -53,9 +53,15 @@ CREATE TABLE IF NOT EXISTS trained_evaluations (
 class TrialStore:
     """The evaluations of one search run."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        """Open (or create) a run's store; `read_only` opens another run's, which may be in use by its own process
+        (SQLite's WAL lets it read while that one writes)."""
         self.path = Path(path)
         try:
+            if read_only:
+                self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True)
+                self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()
+                return
             self._db = sqlite3.connect(self.path)
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(evaluations)")}
@@ -63,22 +69,8 @@ class TrialStore:
                 self._db.execute("ALTER TABLE evaluations ADD COLUMN complete INTEGER NOT NULL DEFAULT 1")
             self._db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as exc:
-            raise RunDirectoryError(f"{str(self.path)!r} is not a usable trial store ({exc}); use another "
-                                    "$out") from None
-
-    @classmethod
-    def read_only(cls, path: str | Path) -> TrialStore:
-        """Another run's store, opened for reading only (it may be in use by its own process: SQLite's WAL lets
-        it read while that one writes)."""
-        store = cls.__new__(cls)
-        store.path = Path(path)
-        try:
-            store._db = sqlite3.connect(f"{store.path.absolute().as_uri()}?mode=ro", uri=True)
-            store._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise RunDirectoryError(f"{str(store.path)!r} is not a readable trial store ({exc}); name a run "
-                                    "directory that a search wrote") from None
-        return store
+            fix = "name a run directory that a search wrote" if read_only else "use another $out"
+            raise RunDirectoryError(f"{str(self.path)!r} is not a usable trial store ({exc}); {fix}") from None
 
     def close(self) -> None:
         self._db.close()
