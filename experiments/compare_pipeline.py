@@ -18,6 +18,9 @@ methods). The finalists' rungs only select a policy: the final fine-tune starts 
 like every baseline's, so the pipeline's model gets no training the baselines do not, and rows with the
 baselines' fine-tune lengthened by the rung steps would repeat the baseline rows; they are not run.
 
+The report also states each setting's headroom: the dense checkpoint's test accuracy (baselines.json) minus the
+best non-search method's, what a policy under the same fine-tune can at most be expected to add there.
+
 When a new version changes the sensitivity allocation or the pipeline, `--supersede "what changed"` moves their
 rows (and their fine-tunes) into a superseded generation, listed below the tables beside the new rows.
 
@@ -58,6 +61,7 @@ from autoprune.searchers.baselines import baseline_policies
 from autoprune.toolbox.finetune import finetune
 
 RESULTS = Path(__file__).parent / "results"
+BASELINES_JSON = RESULTS / "baselines.json"
 METHODS = ("uniform", "tp_global", "tp_isomorphic", "sensitivity", "searcher", "pipeline")
 BASELINE_NAMES = {"uniform": "uniform", "tp_global": "global", "tp_isomorphic": "isomorphic"}
 NON_SEARCH = ("uniform", "tp_global", "tp_isomorphic", "sensitivity")
@@ -110,13 +114,18 @@ class Setting:
             self._baselines = (baseline_policies(self.space), time.perf_counter() - start)
         return self._baselines
 
+    def evaluator_for(self, seed: int) -> Evaluator:
+        """The evaluator whose BatchNorm recalibration uses the seed's training batches, as a run with that seed."""
+        if seed == 0:
+            return self.evaluator
+        return Evaluator(self.analysis, self.data, Budget.parse(self.budget), seed=seed)
+
     def sensitivity(self, seed: int) -> tuple[list[float], float]:
         """The sensitivity-threshold allocation and the seconds it took. Its probes recalibrate BatchNorm on the
         seed's training batches, as the pipeline's own probes do in a run with that seed."""
         if seed not in self._sensitivity:
             start = time.perf_counter()
-            evaluator = self.evaluator if seed == 0 else Evaluator(self.analysis, self.data, Budget.parse(self.budget),
-                                                                   seed=seed)
+            evaluator = self.evaluator_for(seed)
             agent = make_searcher("sensitivity", self.space, seed)
             with tempfile.TemporaryDirectory() as scratch:
                 outcome = run_search(agent, evaluator, TrialStore(Path(scratch) / "s.sqlite"), agent.required_evals)
@@ -220,6 +229,7 @@ def table(results: dict) -> tuple[list[str], dict]:
         cells.setdefault((model, budget), {}).setdefault(method, []).append(cell)
         by_seed.setdefault((model, budget), {}).setdefault(method, {})[seed] = cell
     lines, margins = [], {}
+    dense_test = dense_test_accuracy()
     for (model, budget), methods in cells.items():
         lines += [f"### {model} at {budget}", "",
                   "| method | seeds | MACs ratio | test before fine-tune | test after fine-tune | wall time (s) |",
@@ -242,8 +252,10 @@ def table(results: dict) -> tuple[list[str], dict]:
             best = max((m for m in NON_SEARCH if m in methods), key=on_pipeline_seeds)
             margin = (on_pipeline_seeds("pipeline") - on_pipeline_seeds(best)) * 100
             ratio = float(np.median([r["total_s"] / r["finetune_s"] for r in methods["pipeline"]]))
+            headroom = (dense_test[model] - on_pipeline_seeds(best)) * 100 if model in dense_test else None
             margins[f"{model}|{budget}"] = {"best_non_search": best, "margin_points": float(margin),
-                                            "wall_over_finetune": ratio, "seeds": len(seeds)}
+                                            "wall_over_finetune": ratio, "seeds": len(seeds),
+                                            "dense_headroom_points": headroom}
             lines.append(f"\nPipeline minus the best non-search method ({best}), on the pipeline's seeds "
                          f"({', '.join(seeds)}): {margin:+.2f} points. "
                          f"Pipeline wall time: {ratio:.1f}x its final fine-tune (median over seeds; target: at most "
@@ -252,6 +264,26 @@ def table(results: dict) -> tuple[list[str], dict]:
         commits = sorted({r.get("commit", "before bbd95e0") for runs in methods.values() for r in runs})
         lines += [f"Computed at: {', '.join(commits)}.", ""]
     return lines, margins
+
+
+def dense_test_accuracy() -> dict[str, float]:
+    """{model: the shipped dense checkpoint's test accuracy} as baselines_table.py re-measured it."""
+    return {row["model"]: row["test_accuracy"] for row in json.loads(BASELINES_JSON.read_text())}
+
+
+def headroom_line(margins: dict) -> str:
+    """How far the unpruned model sits above the best non-search method: no allocation of the same fine-tune
+    is expected to end above the dense model, so this bounds what a policy can add in each setting."""
+    rooms = {key: m["dense_headroom_points"] for key, m in margins.items()
+             if m.get("dense_headroom_points") is not None}
+    if not rooms:
+        return ""
+    tight = [f"{key.replace('|', ' / ')} {room:.2f}" for key, room in rooms.items() if room < 1.0]
+    return (f"Headroom: the dense model's test accuracy (baselines.md) is {min(rooms.values()):.2f}-"
+            f"{max(rooms.values()):.2f} points above the best non-search method (mean "
+            f"{np.mean(list(rooms.values())):.2f}), less than 1.0 in {len(tight)} of {len(rooms)} settings"
+            + (f" ({', '.join(tight)})" if tight else "") + ": a +1.0 mean margin asks a policy, under the same "
+            f"fine-tune, to close {100 / np.mean(list(rooms.values())):.0f} % of the distance to the unpruned model.")
 
 
 def _shipped(runs: list[dict]) -> str:
@@ -363,7 +395,7 @@ def write_report(results: dict, md_path: Path, png_path: Path, epochs: int) -> N
               f"{mean_margin:+.2f} points (target: at least +1.0 on average, never below -0.2). The pipeline's wall "
               f"time (search, finalists and final fine-tune) is {min(ratios, default=0):.1f}-"
               f"{max(ratios, default=0):.1f}x its final fine-tune, at most 3x in {sum(r <= 3 for r in ratios)} of "
-              f"{len(ratios)} settings (target: at most 3x).", ""]
+              f"{len(ratios)} settings (target: at most 3x).", "", headroom_line(margins), ""]
     notes = ["## Notes", "", *results.get("notes", []), ""] if results.get("notes") else []
     md_path.write_text("\n".join(header + rows + superseded_table(results) + notes) + "\n")
     _plot(results, png_path)
