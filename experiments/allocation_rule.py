@@ -7,7 +7,7 @@ step at a time, it prunes the group whose interpolated drop grows least per MAC 
 Lagrangian reading of the table), until the policy meets the budget. Both policies come from the same probes (one
 `sensitivity` searcher run per seed, its probes recalibrated on the seed's batches) and get compare_pipeline.py's
 final fine-tune (2 epochs from the pruned weights, SGD lr 0.01, cosine, best held-out epoch kept, the seed's
-order), both here, one after the other (fine-tunes recorded on other machines differ by up to 0.4 points).
+order), both here, one after the other (fine-tunes recorded on other machines differ by up to 1.2 points).
 
 Each finished cell is written to experiments/results/allocation_rule.json at once; a rerun skips it.
 
