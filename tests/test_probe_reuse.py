@@ -132,3 +132,20 @@ def test_the_sensitivity_searcher_is_answered_from_the_pipelines_probes_when_it_
     other = {**settings, "agent_config": {"levels": [0.5], "probe_images": 100}}
     autoprune.search(trained_digits_resnet, data=digits, budget="0.5flops", out=tmp_path / "other", **other)
     assert all(r["wall_time"] > 0 for r in _search_rows(tmp_path / "other"))
+
+
+def test_with_finalists_off_the_sensitivity_searcher_is_answered_from_another_runs_probes(
+        trained_digits_resnet, digits, tmp_path) -> None:
+    first = tmp_path / "at-0.95"
+    autoprune.search(trained_digits_resnet, data=digits, budget="0.95flops", out=first, **QUICK)
+    searcher_only = {**QUICK, "agent": "sensitivity", "evals": 60, "agent_config": {"levels": [0.5]}, "finalists": 0}
+    fresh = autoprune.search(trained_digits_resnet, data=digits, budget="0.3flops", out=tmp_path / "fresh",
+                             **searcher_only)
+    reusing = autoprune.search(trained_digits_resnet, data=digits, budget="0.3flops", out=tmp_path / "reusing",
+                               probes_from=str(first), **searcher_only)
+    probes, searched = probe_rows(first), _search_rows(tmp_path / "reusing")
+    asked = searched[:-1]  # every probe, then the allocation
+    assert {r["policy_hash"] for r in asked} == set(probes) and len(asked) == len(probes)
+    assert all(r["wall_time"] == 0 and r["score"] == probes[r["policy_hash"]]["score"] for r in asked)
+    assert [r["feasible"] for r in asked] == [r["feasible"] for r in _search_rows(tmp_path / "fresh")[:-1]]
+    assert reusing.best.policy == fresh.best.policy and reusing.best.score == fresh.best.score

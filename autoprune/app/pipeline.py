@@ -134,7 +134,7 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     settings = config.run_settings(data=bundle.name, budget=str(budget), agent_config=searcher.settings.model_dump(),
                                    space=space_config.model_dump())
     fingerprint = model_fingerprint(model)
-    reused = _reused_probes(config, settings, fingerprint, evaluator, space) if config.probes_from else {}
+    reused = _reused_probes(config, settings, fingerprint, evaluator, space, searcher) if config.probes_from else {}
     prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume=resume,
                               fingerprint=fingerprint, reused_probes=reused)
     if run_dir is not None and run_dir.is_dir():  # held until the search ends: no other process may use it
@@ -149,13 +149,20 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
 
 
 def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerprint: str, evaluator: Evaluator,
-                   space: SearchSpace) -> dict[str, Result]:
-    """The sensitivity probes of the run in $probes_from, checked to score this run's model (probe_reuse)."""
-    if not (config.finalists and config.finalist_sensitivity):
-        raise InputError("$probes_from reuses the probes of the finalists' sensitivity allocation, and this run "
-                         "probes nothing ($finalists=0 or no $finalist_sensitivity levels): drop $probes_from")
-    probe_options = SensitivityThresholdSearcher(space).scoring_for(0).options()
-    return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size, probe_options)
+                   space: SearchSpace, searcher: Searcher) -> dict[str, Result]:
+    """The sensitivity probes of the run in $probes_from, checked to score this run's model (probe_reuse). They
+    answer the finalists' probes, or with finalists off the sensitivity searcher's (those it scores alike)."""
+    if not (config.finalists and config.finalist_sensitivity) and not isinstance(searcher,
+                                                                               SensitivityThresholdSearcher):
+        raise InputError("$probes_from reuses sensitivity probes, and this run probes nothing ($finalists=0 or no "
+                         "$finalist_sensitivity levels, and $agent is not sensitivity): drop $probes_from")
+    return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size,
+                         _probe_options(space))
+
+
+def _probe_options(space: SearchSpace) -> dict[str, int]:
+    """How the finalists' sensitivity probes are scored (the sensitivity searcher's defaults: fewer images)."""
+    return SensitivityThresholdSearcher(space).scoring_for(0).options()
 
 
 def _check_worker_devices(config: ExperimentConfig, device: torch.device) -> None:
@@ -267,7 +274,9 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         store.set_run_config({**prepared.run_settings, FINGERPRINT_KEY: prepared.fingerprint})
         screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
         try:
-            probed = ProbeResults()
+            # with finalists off, another run's probes ($probes_from) answer the sensitivity searcher's directly
+            probed = (ProbeResults() if config.finalists else
+                      ProbeResults(_probe_options(prepared.space), dict(prepared.reused_probes)))
             baselines = _score_baselines(prepared, runtime, store, on_baseline, probed) if config.finalists else {}
             start = _best_of(baselines.values())
             if start is not None:  # the search starts from the best allocation a user would try first
