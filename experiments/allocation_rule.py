@@ -33,7 +33,7 @@ from autoprune.evaluation import policy_hash
 from autoprune.problem import SearchSpace
 from autoprune.run.store import TrialStore
 from autoprune.searchers import make_searcher
-from autoprune.searchers.threshold import _drop_at
+from autoprune.searchers.threshold import drop_at
 
 RESULTS = Path(__file__).parent / "results"
 OUT_JSON, OUT_MD = RESULTS / "allocation_rule.json", RESULTS / "allocation_rule.md"
@@ -66,7 +66,7 @@ def least_drop_per_mac(space: SearchSpace, table: list[list[tuple[float, float]]
             saved = fraction - space.fractions(trial)[0]
             if saved <= 0:
                 continue
-            rate = (_drop_at(table[group], trial[group]) - _drop_at(table[group], policy[group])) / saved
+            rate = (drop_at(table[group], trial[group]) - drop_at(table[group], policy[group])) / saved
             if best is None or (rate, -saved) < best[0]:
                 best = ((rate, -saved), group)
         if best is None:

@@ -26,7 +26,7 @@ from autoprune.run.store import TrialStore
 from autoprune.runtime.local import InProcessRuntime
 from autoprune.searchers import make_searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
-from autoprune.searchers.threshold import _drop_at, _least_keep
+from autoprune.searchers.threshold import drop_at, least_keep
 from tests.processes import wait_for
 
 
@@ -73,10 +73,10 @@ def test_baseline_policies_meet_the_budget_and_rank_channels_as_torch_pruning_do
 
 def test_least_keep_follows_the_monotone_drop_curve_down_to_the_threshold() -> None:
     points = [(1.0, 0.0), (0.8, 0.01), (0.6, 0.05), (0.4, 0.2)]
-    assert _least_keep(points, 0.0) == 1.0
-    assert _least_keep(points, 0.01) == 0.8
-    assert _least_keep(points, 0.03) == pytest.approx(0.7)  # interpolated between 0.8 and 0.6
-    assert _least_keep(points, 0.5) == 0.4  # never below the least probed level
+    assert least_keep(points, 0.0) == 1.0
+    assert least_keep(points, 0.01) == 0.8
+    assert least_keep(points, 0.03) == pytest.approx(0.7)  # interpolated between 0.8 and 0.6
+    assert least_keep(points, 0.5) == 0.4  # never below the least probed level
 
 
 def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_threshold(setup, tmp_path) -> None:
@@ -95,10 +95,10 @@ def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_th
     drops = searcher.drops()
     assert all(all(a[1] <= b[1] for a, b in zip(curve, curve[1:], strict=False)) for curve in drops)  # monotone
     # one shared threshold: no group is pruned past what the largest drop among the chosen keeps allows it
-    shared = max(_drop_at(curve, keep) for curve, keep in zip(drops, outcome.best.policy, strict=True))
+    shared = max(drop_at(curve, keep) for curve, keep in zip(drops, outcome.best.policy, strict=True))
     assert shared < max(d for curve in drops for _, d in curve)  # not simply everything at its least keep
     for curve, keep, lo in zip(drops, outcome.best.policy, space.lower, strict=True):
-        assert keep >= max(lo, _least_keep(curve, shared)) - 1e-6
+        assert keep >= max(lo, least_keep(curve, shared)) - 1e-6
 
 
 def test_sensitivity_allocation_spends_the_budget_when_no_probe_loses_score(setup) -> None:

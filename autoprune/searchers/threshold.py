@@ -133,7 +133,7 @@ class SensitivityThresholdSearcher(Searcher):
         table = self.drops()
 
         def policy(threshold: float) -> list[float]:
-            return [_least_keep(points, threshold) for points in table]
+            return [least_keep(points, threshold) for points in table]
 
         top = max(drop for points in table for _, drop in points)
         if self.space.feasible(policy(0.0)):  # pruning costs nothing measurable down to the budget and past it
@@ -157,7 +157,7 @@ class SensitivityThresholdSearcher(Searcher):
         groups, round_to = self.space.analysis.groups, self.space.analysis.round_to
         open_groups = set(range(self.space.size))  # a group that cannot grow now never can: policies only grow
         while open_groups:
-            group = max(open_groups, key=lambda g: (_drop_at(table[g], policy[g]), -policy[g], -g))
+            group = max(open_groups, key=lambda g: (drop_at(table[g], policy[g]), -policy[g], -g))
             grown = groups[group].next_keep(policy[group], round_to)
             trial = policy.copy()
             if grown is not None and grown <= self.space.upper[group] + 1e-9:
@@ -169,13 +169,13 @@ class SensitivityThresholdSearcher(Searcher):
         return policy
 
 
-def _drop_at(points: list[tuple[float, float]], keep: float) -> float:
+def drop_at(points: list[tuple[float, float]], keep: float) -> float:
     """The (monotone, interpolated) score drop at keep ratio `keep`."""
     keeps, drops = zip(*points, strict=True)
     return float(np.interp(keep, keeps[::-1], drops[::-1]))
 
 
-def _least_keep(points: list[tuple[float, float]], threshold: float) -> float:
+def least_keep(points: list[tuple[float, float]], threshold: float) -> float:
     """The least keep ratio whose (monotone, interpolated) drop stays within `threshold`."""
     keep = points[0][0]
     for (k1, d1), (k2, d2) in zip(points, points[1:], strict=False):
