@@ -20,19 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from compare_pipeline import Setting, final_finetune
+from compare_pipeline import Setting, final_finetune, sensitivity_search
 
-from autoprune.app.loop import run_search
 from autoprune.evaluation import policy_hash
 from autoprune.problem import SearchSpace
-from autoprune.run.store import TrialStore
-from autoprune.searchers import make_searcher
 from autoprune.searchers.threshold import drop_at
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,11 +75,9 @@ def least_drop_per_mac(space: SearchSpace, table: list[list[tuple[float, float]]
 def allocations(setting: Setting, seed: int) -> tuple[list[float], list[float], float]:
     """(threshold policy, least-drop-per-MAC policy, probe seconds), both from one run of the probes."""
     evaluator = setting.evaluator_for(seed)
-    agent = make_searcher("sensitivity", setting.space, seed)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch:
-        outcome = run_search(agent, evaluator, TrialStore(Path(scratch) / "s.sqlite"), agent.required_evals)
-    return outcome.best.policy, least_drop_per_mac(setting.space, agent.drops()), time.perf_counter() - start
+    agent, policy = sensitivity_search(setting.space, evaluator, seed)
+    return policy, least_drop_per_mac(setting.space, agent.drops()), time.perf_counter() - start
 
 
 def run(seeds: list[int], results: dict) -> None:

@@ -57,6 +57,7 @@ from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
 from autoprune.run.store import TrialStore
 from autoprune.searchers import make_searcher
+from autoprune.searchers.base import Searcher
 from autoprune.searchers.baselines import baseline_policies
 from autoprune.toolbox.finetune import finetune
 
@@ -125,12 +126,18 @@ class Setting:
         seed's training batches, as the pipeline's own probes do in a run with that seed."""
         if seed not in self._sensitivity:
             start = time.perf_counter()
-            evaluator = self.evaluator_for(seed)
-            agent = make_searcher("sensitivity", self.space, seed)
-            with tempfile.TemporaryDirectory() as scratch:
-                outcome = run_search(agent, evaluator, TrialStore(Path(scratch) / "s.sqlite"), agent.required_evals)
-            self._sensitivity[seed] = (outcome.best.policy, time.perf_counter() - start)
+            _, policy = sensitivity_search(self.space, self.evaluator_for(seed), seed)
+            self._sensitivity[seed] = (policy, time.perf_counter() - start)
         return self._sensitivity[seed]
+
+
+def sensitivity_search(space: SearchSpace, evaluator: Evaluator, seed: int) -> tuple[Searcher, list[float]]:
+    """The sensitivity-threshold searcher run as a search runs it (its probes, then its allocation) in a scratch
+    store: (the searcher, holding its probe table, and the allocation)."""
+    agent = make_searcher("sensitivity", space, seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        outcome = run_search(agent, evaluator, TrialStore(Path(scratch) / "s.sqlite"), agent.required_evals)
+    return agent, outcome.best.policy
 
 
 def method_policy(setting: Setting, method: str, seed: int, searcher: str,

@@ -24,23 +24,19 @@ import argparse
 import copy
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from compare_pipeline import Setting
+from compare_pipeline import Setting, sensitivity_search
 from torch import nn
 
-from autoprune.app.loop import run_search
 from autoprune.budget import Budget
 from autoprune.engine import analyse, count_cost
 from autoprune.evaluation import Evaluator, policy_hash
 from autoprune.models.cifar_resnet import CifarResNet
 from autoprune.problem import SearchSpace
-from autoprune.run.store import TrialStore
-from autoprune.searchers import make_searcher
 from autoprune.searchers.baselines import baseline_policies
 from autoprune.toolbox.finetune import finetune
 
@@ -91,13 +87,6 @@ def removal_order(setting: Setting) -> tuple[list[int], list[float]]:
     return order, [scores[n] for n in order]
 
 
-def sensitivity_policy(evaluator: Evaluator, space: SearchSpace, seed: int) -> list[float]:
-    """The sensitivity-threshold searcher's allocation, as compare_pipeline.Setting.sensitivity runs it."""
-    agent = make_searcher("sensitivity", space, seed)
-    with tempfile.TemporaryDirectory() as scratch:
-        return run_search(agent, evaluator, TrialStore(Path(scratch) / "s.sqlite"), agent.required_evals).best.policy
-
-
 def run(results: dict, seeds: list[int]) -> None:
     for model, budget, depths in CASES:
         setting = None
@@ -119,8 +108,8 @@ def run(results: dict, seeds: list[int]) -> None:
             net = without_blocks(setting.net, case["removal_order"][:k])
             evaluator, space, ratio = evaluator_for(setting, net, seed)
             start = time.perf_counter()
-            policy = baseline_policies(space)["uniform"] if method == "uniform" else sensitivity_policy(
-                evaluator, space, seed)
+            policy = (baseline_policies(space)["uniform"] if method == "uniform" else
+                      sensitivity_search(space, evaluator, seed)[1])
             policy_s = time.perf_counter() - start
             slim = evaluator.build(policy)
             macs = count_cost(slim, setting.analysis.example_input).macs
