@@ -6,11 +6,12 @@ third of their width. Layer pruning (removing residual blocks and pruning the re
 design space, and the one the width-only searchers cannot reach. Before building it into the search space, this
 measures whether it pays after the same fine-tune: per net, the residual blocks whose input and output shapes agree
 are each removed alone (replaced by the identity their shortcut already is), BatchNorm recalibrated, and ranked by
-held-out accuracy; then the k least damaging are removed (k = 0, and two or three depths per net) and the net is
-pruned to the same MACs as a fraction of the *original* dense model, with the uniform and the sensitivity-threshold
-allocations (the searcher's probes on the shallower net, recalibrated on the seed's batches). Every slim model gets
-compare_pipeline.py's final fine-tune (2 epochs from its pruned weights, SGD lr 0.01, cosine, best held-out epoch
-kept, the seed's order), all here, one after the other (k = 0 is the width-only baseline, re-run here).
+held-out accuracy; then the k least damaging are removed (k = 0, and two or three depths per net and budget) and
+the net is pruned to the same MACs as a fraction of the *original* dense model, with the uniform and the
+sensitivity-threshold allocations (the searcher's probes on the shallower net, recalibrated on the seed's
+batches). Every slim model gets compare_pipeline.py's final fine-tune (2 epochs from its pruned weights, SGD lr
+0.01, cosine, best held-out epoch kept, the seed's order), all here, one after the other (k = 0 is the width-only
+baseline, re-run here).
 
 Each finished fine-tune is written to experiments/results/depth_pruning.json at once; a rerun skips it.
 
@@ -43,7 +44,8 @@ from autoprune.toolbox.finetune import finetune
 RESULTS = Path(__file__).parent / "results"
 OUT_JSON, OUT_MD = RESULTS / "depth_pruning.json", RESULTS / "depth_pruning.md"
 # (model, budget, blocks removed per variant): 0 is the width-only baseline.
-CASES = [("resnet20", "0.10flops", (0, 2, 4, 6)), ("mobilenetv2", "0.10flops", (0, 3, 6))]
+CASES = [("resnet20", "0.10flops", (0, 2, 4, 6)), ("mobilenetv2", "0.10flops", (0, 3, 6)),
+         ("mobilenetv2", "0.25flops", (0, 3, 6)), ("resnet20", "0.25flops", (0, 2, 4))]
 EPOCHS = 2
 
 
