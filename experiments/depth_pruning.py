@@ -91,7 +91,6 @@ def removal_order(setting: Setting) -> tuple[list[int], list[float]]:
 
 def run(results: dict, seeds: list[int]) -> None:
     for model, budget, depths in CASES:
-        setting = None
         case = results["cases"].setdefault(f"{model}|{budget}", {"fine_tunes": {}})
         todo = [(k, method, seed) for seed in seeds for k in depths for method in ("uniform", "sensitivity")
                 if f"{k}|{method}|{seed}" not in case["fine_tunes"]]
