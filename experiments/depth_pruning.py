@@ -158,7 +158,7 @@ def write_report(results: dict) -> None:
                 f"| {k} | {method} | {rows[0]['width_budget']:.3f} | {np.mean([r['flops_ratio'] for r in rows]):.3f} "
                 f"| {int(np.mean([r['params'] for r in rows]))} "
                 f"| {100 * np.mean([r['test_before'] for r in rows]):.2f} | {after.mean():.2f} ± {after.std():.2f} "
-                f"| {after.mean() - 100 * best_width_only:+.2f} |")
+                f"| {100 * (np.mean([r['test_after'] for r in rows]) - best_width_only):+.2f} |")
         best = max(((k, m) for k, m in cells if k), key=lambda km: np.mean([cells[km][s]["test_after"] for s in seeds]))
         gap = 100 * (np.mean([cells[best][s]["test_after"] for s in seeds]) - best_width_only)
         lines += ["", f"Best with blocks removed: {best[0]} removed, {best[1]}, {gap:+.2f} points against the best "
