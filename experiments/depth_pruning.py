@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from compare_pipeline import Setting, sensitivity_search
+from compare_pipeline import Setting, finetune_slim, sensitivity_search
 from torch import nn
 
 from autoprune.budget import Budget
@@ -39,7 +39,6 @@ from autoprune.evaluation import Evaluator, policy_hash
 from autoprune.models.cifar_resnet import CifarResNet
 from autoprune.problem import SearchSpace
 from autoprune.searchers.baselines import baseline_policies
-from autoprune.toolbox.finetune import finetune
 
 RESULTS = Path(__file__).parent / "results"
 OUT_JSON, OUT_MD = RESULTS / "depth_pruning.json", RESULTS / "depth_pruning.md"
@@ -97,7 +96,6 @@ def run(results: dict, seeds: list[int]) -> None:
         if not todo:
             continue
         setting = Setting(model, budget, "fashion-mnist")
-        dense_macs = count_cost(setting.net, setting.analysis.example_input).macs
         if "removal_order" not in case:
             start = time.perf_counter()
             case["removal_order"], case["removed_alone_heldout"] = removal_order(setting)
@@ -112,18 +110,12 @@ def run(results: dict, seeds: list[int]) -> None:
             policy = (baseline_policies(space)["uniform"] if method == "uniform" else
                       sensitivity_search(space, evaluator, seed)[1])
             policy_s = time.perf_counter() - start
-            slim = evaluator.build(policy)
-            macs = count_cost(slim, setting.analysis.example_input).macs
-            start = time.perf_counter()
-            outcome = finetune(slim, setting.data, EPOCHS, lr=0.01, seed=seed)
+            tuned = finetune_slim(setting, evaluator.build(policy), seed, EPOCHS)
             case["fine_tunes"][f"{k}|{method}|{seed}"] = {
                 "removed": case["removal_order"][:k], "width_budget": ratio, "policy": policy,
-                "policy_hash": policy_hash(policy), "policy_s": policy_s, "flops_ratio": macs / dense_macs,
-                "params": count_cost(slim, setting.analysis.example_input).params,
-                "test_before": outcome.test_before, "test_after": outcome.test_after,
-                "heldout": outcome.best_heldout, "finetune_s": time.perf_counter() - start}
+                "policy_hash": policy_hash(policy), "policy_s": policy_s, **tuned}
             OUT_JSON.write_text(json.dumps(results, indent=1) + "\n")
-            print(f"{model}|{budget}|{k}|{method}|{seed}: test {outcome.test_after:.4f}", flush=True)
+            print(f"{model}|{budget}|{k}|{method}|{seed}: test {tuned['test_after']:.4f}", flush=True)
 
 
 def write_report(results: dict) -> None:
