@@ -74,6 +74,8 @@ def test_sigkilled_search_resumes_to_the_same_best_policy(digits_weights: Path, 
     reference = subprocess.run(search_args(digits_weights, tmp_path / "full"), capture_output=True, text=True,
                                timeout=600)
     assert reference.returncode == 0, reference.stderr
+    printed = " ".join(reference.stdout.split())  # rich wraps long lines
+    assert "pruned, not fine-tuned" in printed and "before deploying it" in printed
     out = tmp_path / "killed"  # a search far longer than the reference, so it is certainly running when killed
     process = subprocess.Popen(search_args(digits_weights, out, evals=1000), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)

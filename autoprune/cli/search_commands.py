@@ -173,8 +173,9 @@ def _print_report(report) -> None:
         console.print(finals)
         console.print(f"winner: {report.finals.winner.origin} policy, {report.finals.decision}")
     dense, slim, tuned = summary.dense, summary.slim, summary.finetuned
-    title = f" ({tuned.epochs} epochs; the delivered model)" if tuned is not None else ""
-    table = Table(title=f"dense vs slim, pruned and fine-tuned{title}; computed on {summary.device}")
+    stages = (f"pruned and fine-tuned ({tuned.epochs} epochs; the delivered model)" if tuned is not None
+              else "pruned, not fine-tuned")
+    table = Table(title=f"dense vs slim, {stages}; computed on {summary.device}")
     for column in ("", "MACs", "params", f"latency (ms, {str(summary.device).split()[0]})", "held-out score",
                    "test score"):
         table.add_column(column)
