@@ -149,3 +149,36 @@ def test_with_finalists_off_the_sensitivity_searcher_is_answered_from_another_ru
     assert all(r["wall_time"] == 0 and r["score"] == probes[r["policy_hash"]]["score"] for r in asked)
     assert [r["feasible"] for r in asked] == [r["feasible"] for r in _search_rows(tmp_path / "fresh")[:-1]]
     assert reusing.best.policy == fresh.best.policy and reusing.best.score == fresh.best.score
+
+
+def test_a_sensitivity_searchers_run_lends_its_probes_but_never_its_allocation(
+        trained_digits_resnet, digits, tmp_path) -> None:
+    searcher_only = {**QUICK, "agent": "sensitivity", "evals": 60, "agent_config": {"levels": [0.5]}, "finalists": 0}
+    first = tmp_path / "at-0.95"  # no finalists: its probes are its search's evaluations, then its allocation
+    autoprune.search(trained_digits_resnet, data=digits, budget="0.95flops", out=first, **searcher_only)
+    lent = _search_rows(first)
+    fresh = autoprune.search(trained_digits_resnet, data=digits, budget="0.3flops", out=tmp_path / "fresh",
+                             **searcher_only)
+    reusing = autoprune.search(trained_digits_resnet, data=digits, budget="0.3flops", out=tmp_path / "reusing",
+                               probes_from=str(first), **searcher_only)
+    asked = _search_rows(tmp_path / "reusing")[:-1]
+    assert [r["policy_hash"] for r in asked] == [r["policy_hash"] for r in lent[:-1]]
+    assert all(r["wall_time"] == 0 and r["score"] == theirs["score"] for r, theirs in zip(asked, lent, strict=False))
+    assert reusing.best.policy == fresh.best.policy and reusing.best.score == fresh.best.score
+    # the pipeline's finalists take them too, not one evaluated again; never the allocation (scored as a candidate)
+    seen: list[tuple[str, bool]] = []
+    config = ExperimentConfig(model=type(trained_digits_resnet).__name__, data=digits.name, budget="0.3flops",
+                              out=str(tmp_path / "pipeline"), probes_from=str(first), **QUICK)
+    prepared = prepare_search(config, model=trained_digits_resnet, data=digits)
+    assert set(prepared.reused_probes) == {r["policy_hash"] for r in lent[:-1]} and lent[-1]["feasible"]
+    execute_search(prepared, on_baseline=lambda name, result, cached: seen.append((name, cached)))
+    probes = [cached for name, cached in seen if name.startswith("sensitivity probe")]
+    assert len(probes) > 1 and all(probes)
+    # a searcher that scored its probes otherwise (on fewer images) lends none
+    other = tmp_path / "other-images"
+    autoprune.search(trained_digits_resnet, data=digits, budget="0.95flops", out=other,
+                     **{**searcher_only, "agent_config": {"levels": [0.5], "probe_images": 100}})
+    with pytest.raises(UserError, match="holds no sensitivity probes"):
+        autoprune.search(trained_digits_resnet, data=digits, budget="0.3flops", out=tmp_path / "refused",
+                         probes_from=str(other), **searcher_only)
+    assert not (tmp_path / "refused").exists()

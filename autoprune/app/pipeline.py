@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from autoprune.app.finalists import Finalist, FinalsOutcome, choose_finalists, policy_results, run_finalists
@@ -150,19 +151,32 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
 
 def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerprint: str, evaluator: Evaluator,
                    space: SearchSpace, searcher: Searcher) -> dict[str, Result]:
-    """The sensitivity probes of the run in $probes_from, checked to score this run's model (probe_reuse). They
-    answer the finalists' probes, or with finalists off the sensitivity searcher's (those it scores alike)."""
+    """The sensitivity probes of the run in $probes_from (its finalists', or its sensitivity searcher's where it
+    scored them as this run scores probes), checked to score this run's model (probe_reuse). They answer the
+    finalists' probes, or with finalists off the sensitivity searcher's (those it scores alike)."""
     if not (config.finalists and config.finalist_sensitivity) and not isinstance(searcher,
                                                                                SensitivityThresholdSearcher):
         raise InputError("$probes_from reuses sensitivity probes, and this run probes nothing ($finalists=0 or no "
                          "$finalist_sensitivity levels, and $agent is not sensitivity): drop $probes_from")
-    return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size,
-                         _probe_options(space))
+    options = _probe_options()
+
+    def searcher_probed_alike(stored: dict[str, Any]) -> bool:
+        """Whether that run's agent was the sensitivity searcher, scoring its probes as this run scores probes."""
+        if stored.get("agent") != SensitivityThresholdSearcher.name:
+            return False
+        try:
+            theirs = SensitivityThresholdSearcher.Settings.model_validate(stored.get("agent_config") or {})
+        except ValidationError:  # settings of another version: not read as probes
+            return False
+        return theirs.probe_scoring().options() == options
+
+    return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size, options,
+                         searcher_probed_alike)
 
 
-def _probe_options(space: SearchSpace) -> dict[str, int]:
+def _probe_options() -> dict[str, int]:
     """How the finalists' sensitivity probes are scored (the sensitivity searcher's defaults: fewer images)."""
-    return SensitivityThresholdSearcher(space).scoring_for(0).options()
+    return SensitivityThresholdSearcher.Settings().probe_scoring().options()
 
 
 def _check_worker_devices(config: ExperimentConfig, device: torch.device) -> None:
@@ -276,7 +290,7 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         try:
             # with finalists off, another run's probes ($probes_from) answer the sensitivity searcher's directly
             probed = (ProbeResults() if config.finalists else
-                      ProbeResults(_probe_options(prepared.space), dict(prepared.reused_probes)))
+                      ProbeResults(_probe_options(), dict(prepared.reused_probes)))
             baselines = _score_baselines(prepared, runtime, store, on_baseline, probed) if config.finalists else {}
             start = _best_of(baselines.values())
             if start is not None:  # the search starts from the best allocation a user would try first

@@ -13,6 +13,7 @@ this run's budget and reward, and stored in this run's store like one evaluated 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,16 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 def reused_probes(source: str, settings: dict[str, Any], fingerprint: str, evaluator: Evaluator,
-                  dense_policy: list[float], options: dict[str, int]) -> dict[str, Result]:
+                  dense_policy: list[float], options: dict[str, int],
+                  searcher_probed_alike: Callable[[dict[str, Any]], bool] = lambda stored: False,
+                  ) -> dict[str, Result]:
     """The sensitivity probes stored in the run directory `source`, {policy hash: result}, judged under this run's
     budget and reward, the dense model's scored again here (`options`: how a probe is scored). Raises a one-line
-    error when that run's probes would not be this run's."""
+    error when that run's probes would not be this run's.
+
+    The finalists' probes are stored apart, by name. A sensitivity searcher's are its run's evaluations: every
+    one but the last (the allocation, asked only once every probe was scored); they count when
+    `searcher_probed_alike(that run's settings)` says its searcher scored probes as `options` do."""
     path = Path(source) / STORE_NAME
     if not path.is_file():
         raise RunDirectoryError(f"{source!r} ($probes_from) holds no run (no {STORE_NAME}); name the run directory "
@@ -56,6 +63,8 @@ def reused_probes(source: str, settings: dict[str, Any], fingerprint: str, evalu
     try:
         stored = store.run_config()
         probes = [r for origin, r in store.trained_results() if origin.startswith(PROBE_ORIGIN) and not r.train_steps]
+        if searcher_probed_alike(stored):  # a screened row holds its screening score, not its probe's
+            probes += [r for r in store.results()[:-1] if r.screen_score is None]
     finally:
         store.close()
     # where that run stored its weights' fingerprint, the weights may have moved; else their path must match
@@ -70,7 +79,8 @@ def reused_probes(source: str, settings: dict[str, Any], fingerprint: str, evalu
     theirs = next((r for r in probes if r.policy_hash == dense.policy_hash), None)
     if theirs is None:
         raise InputError(f"the run in {source!r} ($probes_from) holds no sensitivity probes (a run probes with "
-                         "$finalists on and $finalist_sensitivity levels); drop $probes_from")
+                         "$finalists on and $finalist_sensitivity levels, or with $agent sensitivity scoring its "
+                         "probes as this run does); drop $probes_from")
     if theirs.score != dense.score:
         raise InputError(f"the run in {source!r} ($probes_from) probed other data or scoring: the dense model scores "
                          f"{dense.score:.4f} here and {theirs.score:.4f} there; drop $probes_from")

@@ -60,6 +60,10 @@ class SensitivityThresholdSearcher(Searcher):
                 raise ValueError("every level must be a keep ratio in (0, 1)")
             return sorted(set(levels), reverse=True)
 
+        def probe_scoring(self) -> ProbeScoring:
+            """How these settings score a probe (0 images or batches: as a candidate)."""
+            return ProbeScoring(self.probe_images or None, self.probe_recalibration_batches or None)
+
     def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
         super().__init__(space, seed, **settings)
         # each group's keep levels: the configured ones within its bounds, plus its least keep
@@ -98,9 +102,7 @@ class SensitivityThresholdSearcher(Searcher):
     def scoring_for(self, note: int | None) -> ProbeScoring:
         """Probes (noted with their index) on `probe_images` held-out images and `probe_recalibration_batches`
         training batches; the allocated policy as any candidate."""
-        if note is None:
-            return ProbeScoring()
-        return ProbeScoring(self.settings.probe_images or None, self.settings.probe_recalibration_batches or None)
+        return ProbeScoring() if note is None else self.settings.probe_scoring()
 
     def learn(self, told: list[Told]) -> None:
         for _, probe, result in told:
