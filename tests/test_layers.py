@@ -13,7 +13,8 @@ import autoprune
 
 PACKAGE = Path(autoprune.__file__).parent
 LAYERS = [  # bottom to top; the README's architecture section lists the same
-    {"errors", "files", "bisection", "signals", "device", "budget", "settings", "data", "models", "training"},
+    {"errors", "files", "bisection", "signals", "device", "budget", "settings", "data", "models", "training",
+     "compat"},
     {"engine"},
     {"evaluation"},
     {"problem"},

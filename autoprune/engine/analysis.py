@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch_pruning as tp
 from torch import nn
 
+from autoprune.compat import tp_internals as tpi
 from autoprune.device import to_model_device
 from autoprune.engine.criteria import get_criterion, needs_data, score_group
 from autoprune.engine.data_criteria import data_scores
@@ -48,8 +48,8 @@ class Analysis:
     skipped: list[SkippedLayer]
     criterion: str
     round_to: int = 1
-    _dependency_graph: tp.DependencyGraph | None = field(default=None, repr=False)
-    _tp_groups: list[tp.Group] = field(default_factory=list, repr=False)
+    _dependency_graph: tpi.Graph | None = field(default=None, repr=False)
+    _tp_groups: list[tpi.Group] = field(default_factory=list, repr=False)
 
     def drops(self, policy: Policy) -> list[np.ndarray]:
         """Root channels each group loses under `policy`."""
@@ -83,10 +83,9 @@ class Analysis:
         tags = []
         for tp_group in self._tp_groups:
             parts = []
-            for item in tp_group:
-                side = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
-                parts.append(f"{type(item.dep.source.module).__name__}_{side}>"
-                             f"{type(item.dep.target.module).__name__}_{side}")
+            for member in tpi.members(tp_group):
+                side = "out" if tpi.prunes_out(graph, member.handler) else "in"
+                parts.append(f"{type(member.source).__name__}_{side}>{type(member.target).__name__}_{side}")
             tags.append("|".join(parts))
         return tags
 
@@ -150,9 +149,7 @@ def analyse(
 def _analyse_in_eval_mode(model: nn.Module, example_input: torch.Tensor, criterion: str, round_to: int,
                           ignored_layers: Sequence[nn.Module]) -> Analysis:
     try:
-        graph = tp.DependencyGraph().build_dependency(
-            model, example_inputs=example_input, ignored_layers=list(ignored_layers), verbose=False
-        )
+        graph = tpi.build_graph(model, example_input, ignored_layers)
     except Exception as exc:
         raise InputError(
             f"cannot prune {type(model).__name__}: Torch-Pruning's dependency graph fails on it "
@@ -160,19 +157,19 @@ def _analyse_in_eval_mode(model: nn.Module, example_input: torch.Tensor, criteri
             "(channel shuffles via view/transpose are a known cause)"
         ) from None
     names = _module_names(model)
-    outputs = _output_layers(graph)
+    outputs = tpi.output_layers(graph, ROOT_TYPES)
     skipped = [SkippedLayer(names[m], "produces the model's output") for m in outputs]
-    candidates: list[tuple[ChannelGroup, tp.Group]] = []
+    candidates: list[tuple[ChannelGroup, tpi.Group]] = []
     with torch.no_grad():
         reference = model(example_input)
     ignored = list(ignored_layers) + outputs
     position = {m: i for i, (_, m) in enumerate(model.named_modules())}
-    tp_groups = sorted(graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES),
-                       key=lambda g: position.get(g[0].dep.target.module, len(position)))
+    tp_groups = sorted(tpi.all_groups(graph, ignored, ROOT_TYPES),
+                       key=lambda g: position.get(tpi.group_root(g), len(position)))
     for tp_group in tp_groups:
-        root = tp_group[0].dep.target.module
+        root = tpi.group_root(tp_group)
         root_name = names.get(root, str(root))
-        group, problem = _describe(len(candidates), root_name, tp_group, graph, names)
+        group, problem = _describe(len(candidates), root_name, tp_group, graph, model, names)
         if problem:
             skipped.append(SkippedLayer(root_name, problem))
         else:
@@ -197,25 +194,6 @@ def _refuse_unsupported(model: nn.Module) -> None:
             )
 
 
-def _output_layers(graph: tp.DependencyGraph) -> list[nn.Module]:
-    """Convs and linears whose outputs reach the model's output without passing another such layer."""
-    found: list[nn.Module] = []
-    # The model's outputs are the graph's sinks (Torch-Pruning adds explicit OUTPUT nodes only sometimes).
-    stack = [n for n in graph.module2node.values() if n.type == tp.ops.OPTYPE.OUTPUT or not n.outputs]
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node.module, ROOT_TYPES):
-            if node.module not in found:
-                found.append(node.module)
-            continue
-        stack.extend(node.inputs)
-    return found
-
-
 def _module_names(model: nn.Module) -> dict[nn.Module, str]:
     return {module: name for name, module in model.named_modules()}
 
@@ -224,36 +202,33 @@ def _parameter_names(model: nn.Module) -> dict[nn.Parameter, str]:
     return {parameter: name for name, parameter in model.named_parameters()}
 
 
-def _sides(graph: tp.DependencyGraph, handler: Callable) -> dict[str, bool]:
+def _sides(graph: tpi.Graph, handler: Callable) -> dict[str, bool]:
     """Which channels a Torch-Pruning handler removes (LayerEdit.prunes_out, prunes_in)."""
-    out = graph.is_out_channel_pruning_fn(handler)
-    return {"prunes_out": out, "prunes_in": graph.is_in_channel_pruning_fn(handler) and not out}
+    out = tpi.prunes_out(graph, handler)
+    return {"prunes_out": out, "prunes_in": tpi.prunes_in(graph, handler) and not out}
 
 
-def _describe(index: int, root_name: str, tp_group: tp.Group, graph: tp.DependencyGraph,
+def _describe(index: int, root_name: str, tp_group: tpi.Group, graph: tpi.Graph, model: nn.Module,
               names: dict[nn.Module, str]
               ) -> tuple[ChannelGroup, str | None]:
     """Our record of one Torch-Pruning group, or the reason it cannot be pruned."""
-    root = tp_group[0].dep.target.module
-    channels = graph.get_out_channels(root)
+    channels = tpi.out_channels(graph, tpi.group_root(tp_group))
     edits: list[LayerEdit] = []
     layers: list[str] = []
     channel_groups = 1
-    for item in tp_group:
-        dep, target = item.dep, item.dep.target
-        if target.type == tp.ops.OPTYPE.OUTPUT:
+    for member in tpi.members(tp_group):
+        if member.kind == "output":
             return _empty(index, root_name), "its channels are the model's output"
-        roots = np.asarray(item.root_idxs, dtype=np.int64)
-        indices = np.asarray(item.idxs, dtype=np.int64)
-        if target.type == tp.ops.OPTYPE.PARAMETER:
-            name = _parameter_names(graph.model).get(target.module)
+        roots, indices = member.roots, member.indices
+        if member.kind == "parameter":
+            name = _parameter_names(model).get(member.target)
             if name is None:
                 return _empty(index, root_name), "couples an unnamed parameter"
-            edits.append(LayerEdit(name, dep.handler, target.pruning_dim, indices, roots, is_parameter=True,
-                                   **_sides(graph, dep.handler)))
+            edits.append(LayerEdit(name, member.handler, member.pruning_dim, indices, roots, is_parameter=True,
+                                   **_sides(graph, member.handler)))
             layers.append(name)
             continue
-        module = target.module
+        module = member.target
         if module not in names:  # Torch-Pruning's stand-ins for cat/split/add: nothing to edit
             continue
         name = names[module]
@@ -265,7 +240,8 @@ def _describe(index: int, root_name: str, tp_group: tp.Group, graph: tp.Dependen
                 channel_groups = module.groups
         if isinstance(module, nn.GroupNorm):
             channel_groups = max(channel_groups, module.num_groups)
-        edits.append(LayerEdit(name, dep.handler, target.pruning_dim, indices, roots, **_sides(graph, dep.handler)))
+        edits.append(LayerEdit(name, member.handler, member.pruning_dim, indices, roots,
+                               **_sides(graph, member.handler)))
         if name not in layers:
             layers.append(name)
     if channels is None or channels < 2:
@@ -288,7 +264,7 @@ def _refuse_broken_groups(analysis: Analysis, reference: torch.Tensor) -> None:
     if _check(analysis, analysis.groups, reference) is None:
         return
     kept: list[ChannelGroup] = []
-    kept_tp: list[tp.Group] = []
+    kept_tp: list[tpi.Group] = []
     for group, tp_group in zip(analysis.groups, analysis._tp_groups, strict=True):
         problem = _check(analysis, [group], reference)
         if problem is None:

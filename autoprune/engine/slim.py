@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune.compat.tp_internals import run_handler
 from autoprune.errors import InputError
 
 
@@ -123,13 +124,12 @@ def build_slim(model: nn.Module, groups: Sequence[ChannelGroup], drops: Sequence
     modules = dict(slim.named_modules())
     for edit, indices in plan_edits(groups, drops).values():
         idxs = sorted(indices)
-        edit.handler.__self__.pruning_dim = edit.dim
         if edit.is_parameter:
             parent_name, _, attr = edit.module_name.rpartition(".")
             parent = modules[parent_name] if parent_name else slim
-            setattr(parent, attr, edit.handler(getattr(parent, attr), idxs))
+            setattr(parent, attr, run_handler(edit.handler, edit.dim, getattr(parent, attr), idxs))
         else:
-            edit.handler(modules[edit.module_name], idxs)
+            run_handler(edit.handler, edit.dim, modules[edit.module_name], idxs)
     return slim
 
 

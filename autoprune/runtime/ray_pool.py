@@ -22,6 +22,7 @@ import ray
 import torch
 from ray.exceptions import RayActorError, RayTaskError
 
+from autoprune.compat.ray_internals import dashboard_dependency_error, loopback_only
 from autoprune.errors import AutopruneError, ClusterError, InputError
 from autoprune.evaluation import Evaluator, Result
 from autoprune.runtime.allocator import keep_freed_memory
@@ -29,8 +30,6 @@ from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.runtime.local import Job
 from autoprune.signals import keeping_sigterm_handler
 
-# Ray's switch for running without clusters (its mode on macOS and Windows): the node address stays 127.0.0.1
-NO_CLUSTER_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, receiving the evaluator)
 START_TIMEOUT_VARIABLE = "AUTOPRUNE_WORKER_START_TIMEOUT"
 OPEN_TELEMETRY_VARIABLE = "RAY_enable_open_telemetry"  # Ray's choice of metrics exporter (metrics_that_stop_with_ray)
@@ -49,27 +48,6 @@ def worker_start_timeout() -> float:
     if not seconds > 0:
         raise InputError(f"{START_TIMEOUT_VARIABLE}={text!r} is not a positive number of seconds; set it to, say, 120")
     return seconds
-
-
-@contextlib.contextmanager
-def loopback_only() -> Iterator[None]:
-    """While a private instance starts: keep its node address on 127.0.0.1, so that every server of it (GCS,
-    raylet, workers, agents) listens on loopback only. Ray otherwise replaces a loopback node address with the
-    machine's own and listens on every interface. Its no-cluster mode keeps loopback; the switch is read from the
-    environment by the Ray processes started here (and the workers they start later), and from Ray's constants,
-    read once at import, by this one."""
-    from ray._private import ray_constants
-
-    saved_variable, saved_constant = os.environ.get(NO_CLUSTER_VARIABLE), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[NO_CLUSTER_VARIABLE], ray_constants.ENABLE_RAY_CLUSTER = "0", False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
-        if saved_variable is None:
-            os.environ.pop(NO_CLUSTER_VARIABLE, None)
-        else:
-            os.environ[NO_CLUSTER_VARIABLE] = saved_variable
 
 
 @contextlib.contextmanager
@@ -121,16 +99,6 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
         raise ClusterError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
                            "`ray start --head` or fix $address") from None
     return address is None
-
-
-def dashboard_dependency_error() -> str | None:
-    """What keeps Ray from starting its dashboard (packages of ray[default] missing), asked before Ray starts so
-    that nothing is left half-started; None when it can start."""
-    from ray._private import utils
-
-    check = getattr(utils, "get_dashboard_dependency_error", None)
-    error = check() if check is not None else None
-    return str(error).splitlines()[0] if error else None
 
 
 def check_reachable(address: str) -> None:

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field
 from scipy.stats import truncnorm
-from stable_baselines3 import DDPG
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from autoprune.compat.sb3_internals import TwoRateDDPG
 from autoprune.problem import CompressionEnv
 from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import PrivateRandomState, Searcher, SearcherSettings, Told
@@ -36,20 +36,6 @@ class BaselineReplayBuffer(ReplayBuffer):
     def sample(self, batch_size: int, env=None):
         samples = super().sample(batch_size, env)
         return samples._replace(rewards=samples.rewards - self.baseline)
-
-
-class AmcDDPG(DDPG):
-    """stable-baselines3's DDPG with AMC's separate actor and critic learning rates (SB3 uses one for both)."""
-
-    def __init__(self, *args, actor_lr: float, critic_lr: float, **kwargs) -> None:
-        self.actor_lr, self.critic_lr = actor_lr, critic_lr
-        super().__init__(*args, learning_rate=critic_lr, **kwargs)
-
-    def _update_learning_rate(self, optimizers) -> None:  # SB3's one hook for per-optimiser rates (private)
-        for group in self.actor.optimizer.param_groups:
-            group["lr"] = self.actor_lr
-        for group in self.critic.optimizer.param_groups:
-            group["lr"] = self.critic_lr
 
 
 class DDPGSearcher(Searcher):
@@ -79,7 +65,7 @@ class DDPGSearcher(Searcher):
         self.env = CompressionEnv(space)
         self._random = PrivateRandomState(seed)
         with self._random.active():
-            self.agent = AmcDDPG(
+            self.agent = TwoRateDDPG(
                 "MlpPolicy", self.env, actor_lr=s.actor_lr, critic_lr=s.critic_lr,
                 buffer_size=s.buffer_episodes * space.size, learning_starts=0, batch_size=s.batch_size, tau=s.tau,
                 gamma=s.discount, replay_buffer_class=BaselineReplayBuffer, policy_kwargs={"net_arch": list(s.hidden)},
