@@ -1,5 +1,5 @@
 """The package's layers: each module imports only from its own layer or those below it, at the top of the file
-or hidden in a function body (README, "Architecture")."""
+or hidden in a function body (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import autoprune
 
 PACKAGE = Path(autoprune.__file__).parent
-LAYERS = [  # bottom to top; the README's architecture section lists the same
+LAYERS = [  # bottom to top; docs/architecture.md lists the same
     {"errors", "files", "bisection", "signals", "device", "budget", "settings", "data", "models", "training",
      "compat"},
     {"engine"},
