@@ -20,6 +20,10 @@ import pytest
 
 from tests.processes import kill_tree
 
+# a cluster's nodes time out starting on a busy machine, and `ray stop` ends every Ray process on it: these tests
+# run after the parallel part of the suite, alone (Makefile)
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.serial]
+
 
 def raylets() -> set[int]:
     pids = set()
@@ -114,6 +118,22 @@ def test_search_survives_losing_a_node(start_cluster, tmp_path: Path) -> None:
     assert len(hashes) == len(set(hashes)) == evals  # every evaluation exactly once
     best = json.loads((out / "best.json").read_text())
     assert best["slim"]["macs"] <= 0.5 * best["dense"]["macs"]
+
+
+def test_a_driver_without_the_clusters_token_gets_one_line_saying_how_to_pass_it(start_cluster, tmp_path: Path) -> None:
+    address, _ = start_cluster(head_cpus=1, worker_cpus=1)
+    (tmp_path / "token").write_text(secrets.token_hex(32))  # another token, as an earlier local instance leaves one
+    without = {k: v for k, v in CLUSTER_ENV.items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+    drivers = {"another token": {**without, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token")},
+               "token mode, no token": {**without, "RAY_AUTH_MODE": "token",
+                                        "RAY_AUTH_TOKEN_PATH": str(tmp_path / "none")}}
+    for driver, env in drivers.items():
+        done = subprocess.run([sys.executable, "-m", "autoprune.cli", "search", "--data", "digits", "--budget",
+                               "0.5flops", "--workers", "2", "--address", address, "--out", str(tmp_path / "run")],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (driver, done.stderr[-3000:])
+        assert "wants its token" in done.stderr and "RAY_AUTH_TOKEN=" in done.stderr, driver
+        assert not (tmp_path / "run").exists()
 
 
 def test_losing_every_worker_stops_the_run_and_resume_finishes_it(start_cluster, tmp_path: Path) -> None:

@@ -20,18 +20,18 @@ from collections.abc import Iterator, Sequence
 
 import ray
 import torch
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import AuthenticationError, RayActorError, RayError, RayTaskError
 
 from autoprune.compat.ray_internals import dashboard_dependency_error, loopback_only
 from autoprune.errors import AutopruneError, ClusterError, InputError
-from autoprune.evaluation import Evaluator, Result
+from autoprune.evaluation import Evaluator, Job, Result
 from autoprune.runtime.allocator import keep_freed_memory
 from autoprune.runtime.checks import check_gpus_per_worker
-from autoprune.runtime.local import Job
 from autoprune.signals import keeping_sigterm_handler
 
 START_TIMEOUT_S = 120.0  # how long workers may take to start (loading torch, receiving the evaluator)
 START_TIMEOUT_VARIABLE = "AUTOPRUNE_WORKER_START_TIMEOUT"
+TOKEN_REFUSED = ("InvalidAuthToken", "Unauthenticated")  # Ray's words when a cluster refuses a driver's token
 OPEN_TELEMETRY_VARIABLE = "RAY_enable_open_telemetry"  # Ray's choice of metrics exporter (metrics_that_stop_with_ray)
 
 
@@ -83,6 +83,7 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
     if dashboard and (missing := dashboard_dependency_error()):
         raise InputError(f"$dashboard needs Ray's dashboard packages ({missing}): pip install "
                          "'autoprune[dashboard]', or drop $dashboard")
+    said = KeptStderr()
     try:
         if address is None:
             with loopback_only(), metrics_that_stop_with_ray(), keeping_sigterm_handler():
@@ -93,12 +94,47 @@ def start_or_join_ray(address: str | None, cpus: int, dashboard: bool = False) -
                 print(f"Ray dashboard: http://{context.dashboard_url} (it asks for Ray's token: `ray get-auth-token` "
                       "prints it)", file=sys.stderr)
         else:
-            with metrics_that_stop_with_ray(), keeping_sigterm_handler():
+            with metrics_that_stop_with_ray(), keeping_sigterm_handler(), stderr_kept(said):
                 ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except (ConnectionError, RuntimeError, ValueError, RayError) as exc:
+        if isinstance(exc, AuthenticationError) or any(mark in said.text for mark in TOKEN_REFUSED):
+            raise ClusterError(f"the Ray cluster at {address} refused this process: it wants its token (Ray's token "
+                               "authentication); export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the token `ray "
+                               "get-auth-token` prints on its head node> and run again") from None
         raise ClusterError(f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start it with "
                            "`ray start --head` or fix $address") from None
     return address is None
+
+
+class KeptStderr:
+    """What the process wrote to its standard error while `stderr_kept` held it."""
+
+    text = ""
+
+
+@contextlib.contextmanager
+def stderr_kept(kept: KeptStderr) -> Iterator[None]:
+    """Hold back what this process (Ray's C++ core included) writes to its standard error while joining a cluster:
+    passed on when the join succeeds, read instead when it fails, so that a refused token is one line, not Ray's
+    warning per retry."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept.text = sink.read().decode(errors="replace")
+            if not failed and kept.text:
+                sys.stderr.write(kept.text)
 
 
 def check_reachable(address: str) -> None:
@@ -131,8 +167,8 @@ class EvaluatorActor:
     def ready(self) -> bool:
         return True
 
-    def evaluate(self, policy: list[float], options: dict) -> Result:
-        return self.evaluator(policy, **options)
+    def evaluate(self, job: Job) -> Result:
+        return self.evaluator.run(job)
 
 
 class RayRuntime:
@@ -196,7 +232,7 @@ class RayRuntime:
             self._adopt_started(idle)
             while queue and idle:
                 actor, index = idle.pop(), queue.popleft()
-                running[actor.evaluate.remote(*jobs[index])] = (actor, index)
+                running[actor.evaluate.remote(jobs[index])] = (actor, index)
             if not running:  # work left, no worker: wait for replacements, else give up
                 self._await_replacement(idle)
                 continue
