@@ -19,8 +19,11 @@ demo: install data
 	rm -rf runs/demo
 	autoprune search --budget 0.25flops --out runs/demo
 
+# Every core (pytest-xdist; the tests that start Ray one at a time on one worker, tests/conftest.py), then the Ray
+# cluster tests alone: their nodes time out starting on a busy machine.
 test: install data
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n auto --dist loadgroup -m "not serial"
+	$(PYTHON) -m pytest -q -m serial
 
 # What a user installing the wheel gets: build it, install it with its dependencies into a fresh virtual
 # environment outside the checkout, and run the main commands from an empty directory.

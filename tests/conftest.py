@@ -1,11 +1,15 @@
-"""Shared fixtures: small real models and data, single-threaded torch for stable timings."""
+"""Shared fixtures: small real models and data; single-threaded torch, here and in every process a test starts,
+so that the suite's workers (pytest-xdist, one per core) do not compete for the cores."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"  # the autoprune commands the tests run, and their Ray workers
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +48,12 @@ def _search_setup(model, data, **evaluator_settings):
     budget = Budget.parse("0.4flops")
     evaluator = Evaluator(analysis, data, budget, heldout_images=150, recalibration_batches=2, **evaluator_settings)
     return SearchSpace(analysis, budget), evaluator
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start Ray run one at a time on one xdist worker (`--dist loadgroup`): two private instances
+    would compete for the same cores. (The cluster tests, whose `ray stop` ends every Ray process on the machine,
+    are marked `serial` and run after the parallel part, alone.)"""
+    for item in items:
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))

@@ -136,6 +136,8 @@ def test_gpu_shares_are_checked_before_anything_starts(trained_digits_resnet, di
         sweep_device("cpu", 0.5)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_workers_ask_ray_for_their_gpu_share(trained_digits_resnet, digits, search_setup,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A local Ray instance on this machine has no GPU to give: workers that ask for half of one never start, and
@@ -153,6 +155,8 @@ def test_ray_workers_ask_ray_for_their_gpu_share(trained_digits_resnet, digits, 
     assert not ray.is_initialized()  # the runtime shut down the instance it started
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 @pytest.mark.skipif(not NO_CUDA, reason="needs a machine without CUDA")
 def test_a_sweep_asking_for_gpus_the_cluster_lacks_stops_at_once_instead_of_waiting(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep.yaml"

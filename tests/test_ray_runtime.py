@@ -24,6 +24,8 @@ from autoprune.runtime.local import InProcessRuntime
 from autoprune.runtime.ray_pool import RayRuntime, start_or_join_ray
 from autoprune.searchers import make_searcher
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # starts Ray: one at a time among such tests (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def setup(trained_digits_resnet, digits, search_setup):

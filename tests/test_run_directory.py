@@ -22,6 +22,8 @@ import pytest
 
 from autoprune.run.directory import run_lock
 
+pytestmark = pytest.mark.slow  # whole searches or full test sets: not in the fast tier (-m 'not slow')
+
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "autoprune.cli", *args]
@@ -116,6 +118,7 @@ def test_run_commands_refuse_a_run_directory_in_use(reference: dict, tmp_path: P
     assert sorted(p.name for p in out.iterdir()) == [".lock", "best.json"]
 
 
+@pytest.mark.ray
 def test_a_sweep_refuses_a_sweep_directory_in_use(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     out.mkdir()

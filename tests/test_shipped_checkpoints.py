@@ -10,6 +10,8 @@ import pytest
 from autoprune.data.datasets import DEBIAN_FASHION_MNIST
 from autoprune.models import load_checkpoint, shipped_checkpoint
 
+pytestmark = pytest.mark.slow  # whole searches or full test sets: not in the fast tier (-m 'not slow')
+
 TARGETS = {"resnet20": 0.92, "vgg11": 0.91, "mobilenetv2": 0.91}
 
 

@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.test_probe_reuse import probe_rows
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # starts Ray: one at a time among such tests (conftest.py)
+
 
 SWEEP = """\
 models: [resnet20]
