@@ -80,11 +80,11 @@ def measure(model: str) -> dict:
     budget = Budget.parse("0.25flops")
     evaluators = {name: Evaluator(analysis, data, budget, seed=0, channels_last=name) for name in ("off", "auto")}
     allocator = make_searcher("sensitivity", SearchSpace(analysis, budget))
-    probes, options = allocator.probes, allocator.scoring_for(0).options()  # as the pipeline scores them
+    probes, fidelity = allocator.probes, allocator.fidelity_for(0)  # as the pipeline scores them
     seconds = {"off": 0.0, "auto": 0.0}
     scores: dict[str, list[float]] = {"off": [], "auto": []}
     for i, probe in enumerate(probes):
-        for name, (s, result) in paired(evaluators, lambda e, p=probe: e(p, **options), i).items():
+        for name, (s, result) in paired(evaluators, lambda e, p=probe: e(p, fidelity), i).items():
             seconds[name] += s
             scores[name].append(result.score)
     same_allocation = {}

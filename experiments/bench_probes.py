@@ -37,7 +37,7 @@ import torch
 from autoprune.budget import Budget
 from autoprune.data import load_data
 from autoprune.engine import analyse
-from autoprune.evaluation import Evaluator
+from autoprune.evaluation import Evaluator, Fidelity
 from autoprune.files import write_text
 from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
@@ -63,7 +63,7 @@ def seconds_per_probe(evaluator: Evaluator, probe: list[float], images: int, rep
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        evaluator(probe, images=images)
+        evaluator(probe, Fidelity(images=images))
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 

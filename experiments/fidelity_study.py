@@ -47,7 +47,7 @@ import autoprune
 from autoprune.budget import Budget
 from autoprune.data import load_data
 from autoprune.engine import analyse
-from autoprune.evaluation import Evaluator, policy_hash
+from autoprune.evaluation import Evaluator, Fidelity, policy_hash
 from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
 from autoprune.run.store import TrialStore
@@ -137,7 +137,7 @@ def measure(name: str, candidate: dict, evaluator: Evaluator, data, dense_logits
     steps, distill = int(name[2:]), name.startswith("kd")
     evaluator.distill = distill
     try:
-        result = evaluator(policy, train_steps=steps)
+        result = evaluator(policy, Fidelity(train_steps=steps))
     finally:
         evaluator.distill = False
     return {name: result.score, f"cost_{name}": time.perf_counter() - start}
@@ -146,7 +146,7 @@ def measure(name: str, candidate: dict, evaluator: Evaluator, data, dense_logits
 def reference_policies(space: SearchSpace, evaluator: Evaluator) -> dict[str, list[float]]:
     """The non-search allocations of compare_pipeline.py, the sensitivity probes scored by `evaluator`."""
     references = baseline_policies(space)
-    references["sensitivity"] = sensitivity_policy(space, lambda probes, options: [evaluator(p, **options).score
+    references["sensitivity"] = sensitivity_policy(space, lambda probes, fidelity: [evaluator(p, fidelity).score
                                                                          for p in probes])
     return references
 

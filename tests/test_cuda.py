@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from autoprune.evaluation import Fidelity
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 GPU = torch.device("cuda:0")
@@ -26,7 +28,7 @@ def test_the_evaluator_scores_on_the_gpu_like_on_the_cpu(trained_digits_resnet, 
         cpu_result, gpu_result = on_cpu(policy), on_gpu(policy)
         assert gpu_result.macs == cpu_result.macs and gpu_result.params == cpu_result.params
         assert abs(gpu_result.score - cpu_result.score) <= 0.01
-    trained = on_gpu(space.uniform(0.5), train_steps=5)  # a finalist's short fine-tune, on the GPU
+    trained = on_gpu(space.uniform(0.5), Fidelity(train_steps=5))  # a finalist's short fine-tune, on the GPU
     assert trained.train_steps == 5 and 0 <= trained.score <= 1
 
 

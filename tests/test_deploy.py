@@ -23,6 +23,8 @@ from autoprune.run.export import onnx_macs
 from autoprune.toolbox.finetune import finetune
 from autoprune.training import accuracy, distillation_loss
 
+pytestmark = pytest.mark.slow  # whole searches or full test sets: not in the fast tier (-m 'not slow')
+
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "autoprune.cli", *args], capture_output=True, text=True, timeout=900)
@@ -49,7 +51,7 @@ def test_search_run_has_its_report_figures_and_fine_tuned_model(run_dir: Path) -
     tuned = json.loads((run_dir / "finetune.json").read_text())  # from search --finetune-epochs 1
     assert tuned["epochs"] == 1 and tuned["test_after"] > tuned["test_before"]
     assert (run_dir / "finetuned.pt").is_file() and (run_dir / "slim.pt").is_file()
-    names = ("report.md", "channels.png", "progress.png", "candidates.png")
+    names = ("report.md", "channels.png", "progress.png", "candidates.png", "finalists.png")
     assert all((run_dir / n).stat().st_size > 0 for n in names)
     for name in names:
         (run_dir / name).unlink()
@@ -58,6 +60,21 @@ def test_search_run_has_its_report_figures_and_fine_tuned_model(run_dir: Path) -
     assert all((run_dir / n).stat().st_size > 0 for n in names)
     text = (run_dir / "report.md").read_text()
     assert "0.25flops" in text and "![channels kept](channels.png)" in text
+
+
+def test_best_json_and_the_report_tell_every_stage_and_where_the_shipped_policy_came_from(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "best.json").read_text())
+    origin = summary["finalists"]["winner"]["origin"]
+    assert summary["shipped_from"] == origin and summary["decision"] == summary["finalists"]["decision"]
+    assert set(summary["baselines"]) == {"uniform", "global", "isomorphic", "sensitivity"} and summary["probes"] > 1
+    assert summary["search"]["agent"] == "random" and summary["search"]["evaluations"] == 6
+    text = (run_dir / "report.md").read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[:4] == ["## 1. Baselines", "## 2. Search", "## 3. Finalists", "## 4. Fine-tune"]
+    shipped = "the search's policy" if origin == "search" else f"the {origin} baseline's policy"
+    assert text.splitlines()[2].startswith(f"Shipped: {shipped} ({summary['decision']})")
+    assert f"**{origin} (shipped)**" in text  # marked among the finalists
+    assert all(f"| {name} | " in text for name in summary["baselines"])
 
 
 def test_finetune_raises_test_accuracy_and_keeps_the_best_held_out_epoch(run_dir: Path, finetuned: dict,

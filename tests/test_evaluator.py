@@ -11,7 +11,7 @@ from torch import nn
 from autoprune.budget import Budget
 from autoprune.engine import analyse, count_cost
 from autoprune.errors import InputError, UserError
-from autoprune.evaluation import Evaluator, policy_hash, recalibrate_batchnorm
+from autoprune.evaluation import Evaluator, Fidelity, policy_hash, recalibrate_batchnorm
 from autoprune.models import example_input
 from autoprune.settings import ExperimentConfig
 
@@ -40,10 +40,10 @@ def test_a_policy_scored_on_part_of_the_heldout_split_is_not_complete(analysis, 
     evaluator = Evaluator(analysis, digits, Budget.parse("0.5flops"), heldout_images=200, batch_size=50)
     policy = [0.5] * len(analysis.groups)
     slim = evaluator.build(policy)
-    part = evaluator(policy, images=60)  # whole batches: the first two, 100 images
+    part = evaluator(policy, Fidelity(images=60))  # whole batches: the first two, 100 images
     assert part.score == evaluator.score(slim, evaluator.heldout[:2]) and not part.complete
     assert part.feasible and part.reward == part.score  # costs and feasibility do not depend on the images
-    whole = evaluator(policy, images=200)
+    whole = evaluator(policy, Fidelity(images=200))
     assert whole.complete and whole.score == evaluator(policy).score == evaluator.score(slim, evaluator.heldout)
     assert part.policy_hash == whole.policy_hash
 

@@ -20,7 +20,7 @@ import torch
 import autoprune
 from autoprune.app.finalists import Finalist, choose_finalists, run_finalists
 from autoprune.app.loop import run_search
-from autoprune.evaluation import TrainedState, policy_hash
+from autoprune.evaluation import CANDIDATE, Fidelity, TrainedState, policy_hash
 from autoprune.run.rung_states import RungStates
 from autoprune.run.store import TrialStore
 from autoprune.runtime.local import InProcessRuntime
@@ -131,9 +131,9 @@ def test_sensitivity_probes_are_scored_on_fewer_images_and_batches_and_never_bec
     assert outcome.best.complete and outcome.best.score == evaluator(outcome.best.policy).score  # the whole split
     assert searcher.final == pytest.approx(outcome.best.policy)
     full = make_searcher("sensitivity", space, levels=[0.6, 0.3], probe_images=0, probe_recalibration_batches=0)
-    assert all(full.scoring_for(i).options() == {} for i in range(len(full.probes)))  # scored as candidates
+    assert all(full.fidelity_for(i) == CANDIDATE for i in range(len(full.probes)))  # scored as candidates
     # a probe asked for more batches than a candidate gets recalibrates like a candidate, and is complete then
-    assert evaluator(searcher.probes[1], recalibration_batches=5).complete
+    assert evaluator(searcher.probes[1], Fidelity(recalibration_batches=5)).complete
 
 
 def _running_means(model: torch.nn.Module) -> torch.Tensor:
@@ -146,9 +146,9 @@ def test_the_sensitivity_finalist_is_the_sensitivity_searchers_policy(setup, tmp
     outcome = run_search(searcher, evaluator, TrialStore(tmp_path / "s.sqlite"), searcher.required_evals)
     asked = []
 
-    def score(probes, options):
+    def score(probes, fidelity):
         asked.extend(probes)
-        return [evaluator(p, **options).score for p in probes]
+        return [evaluator(p, fidelity).score for p in probes]
 
     assert sensitivity_policy(space, score) == pytest.approx(outcome.best.policy)  # same probes, same threshold
     assert asked == searcher.probes
@@ -169,7 +169,8 @@ def test_a_searcher_given_a_start_policy_proposes_it_first(setup, agent) -> None
 def _stored_rungs(store: TrialStore, finalist: Finalist, scores: dict[int, float]) -> None:
     """Rung results as a finished run left them in its store: a resumed run reads them back."""
     for steps, score in scores.items():
-        store.add_trained(dataclasses.replace(finalist.result, train_steps=steps, score=score), finalist.origin)
+        store.add_trained(dataclasses.replace(finalist.result, train_steps=steps, score=score), finalist.origin,
+                          "rung")
 
 
 @pytest.mark.parametrize(("lead", "ships"), [(0.003, "sensitivity"), (0.02, "search")])
@@ -215,7 +216,7 @@ def test_finalists_are_distinct_architectures_and_a_baselines_twin_from_the_sear
 def test_evaluator_scores_a_policy_after_training_steps(setup) -> None:
     space, evaluator = setup
     policy = space.project(space.uniform(1.0))
-    recalibrated, trained = evaluator(policy), evaluator(policy, train_steps=30)
+    recalibrated, trained = evaluator(policy), evaluator(policy, Fidelity(train_steps=30))
     assert (recalibrated.train_steps, trained.train_steps) == (0, 30)
     assert trained.score > recalibrated.score + 0.05  # a short fine-tune repairs the pruning damage
     assert trained.policy_hash == recalibrated.policy_hash and trained.macs == recalibrated.macs
@@ -224,34 +225,35 @@ def test_evaluator_scores_a_policy_after_training_steps(setup) -> None:
 def test_a_fine_tune_continued_from_kept_weights_ends_where_one_run_through_its_stages_ends(setup) -> None:
     space, evaluator = setup
     policy = space.project(space.uniform(0.6))
-    first = evaluator(policy, train_steps=5, stages=[5], keep_state=True)
-    assert first.state.steps == 5 and first.score == evaluator(policy, train_steps=5).score
+    first = evaluator(policy, Fidelity(train_steps=5, stages=(5,)), keep_state=True)
+    assert first.state.steps == 5 and first.score == evaluator(policy, Fidelity(train_steps=5)).score
     # the second stage runs past the end of the digits training split's first epoch, so the skipped stream wraps
-    continued = evaluator(policy, train_steps=20, stages=[5, 20], continue_from=first.state, keep_state=True)
-    whole = evaluator(policy, train_steps=20, stages=[5, 20], keep_state=True)
+    continued = evaluator(policy, Fidelity(train_steps=20, stages=(5, 20)), continue_from=first.state, keep_state=True)
+    whole = evaluator(policy, Fidelity(train_steps=20, stages=(5, 20)), keep_state=True)
     assert continued.score == whole.score and continued.train_steps == whole.train_steps == 20
     assert all(torch.equal(continued.state.state[k], whole.state.state[k]) for k in whole.state.state)
     # the second stage trained on batches the first had not reached: restarting the stream gives other weights
-    restarted = evaluator(policy, train_steps=15, continue_from=TrainedState(0, first.state.state), keep_state=True)
+    restarted = evaluator(policy, Fidelity(train_steps=15), continue_from=TrainedState(0, first.state.state),
+                          keep_state=True)
     assert not all(torch.equal(restarted.state.state[k], whole.state.state[k]) for k in whole.state.state)
     assert "state" not in whole.to_dict()
     with pytest.raises(ValueError, match="stages"):
-        evaluator(policy, train_steps=20, stages=[20, 5])
+        Fidelity(train_steps=20, stages=(20, 5))
 
 
 class _RecordingRuntime(InProcessRuntime):
-    """Runs in process and records each job's options; raises KeyboardInterrupt (a stop signal) after the
-    `stop_after`-th result."""
+    """Runs in process and records each job; raises KeyboardInterrupt (a stop signal) after the `stop_after`-th
+    result."""
 
     def __init__(self, evaluator, stop_after: int | None = None) -> None:
         super().__init__(evaluator)
-        self.options, self.stop_after = [], stop_after
+        self.jobs, self.stop_after = [], stop_after
 
     def evaluate(self, jobs):
         for index, result in super().evaluate(jobs):
-            self.options.append(jobs[index][1])
+            self.jobs.append(jobs[index])
             yield index, result
-            if self.stop_after is not None and len(self.options) == self.stop_after:
+            if self.stop_after is not None and len(self.jobs) == self.stop_after:
                 raise KeyboardInterrupt
 
 
@@ -268,11 +270,11 @@ def test_each_rung_continues_its_survivors_training_from_weights_kept_in_the_run
 
     whole = _RecordingRuntime(evaluator)
     finalists, outcome = finals("whole", whole)
-    second = whole.options[4:]
-    assert len(second) == 2 and all(o["continue_from"].steps == 5 and o["stages"] == [5, 20] for o in second)
+    second = whole.jobs[4:]
+    assert len(second) == 2 and all(j.continue_from.steps == 5 and j.fidelity.stages == (5, 20) for j in second)
     for finalist in (f for f in finalists if 20 in f.rung_scores):
         # each survivor's last rung scores as one fine-tune through both stages from the pruned weights would
-        chained = evaluator(finalist.result.policy, train_steps=20, stages=[5, 20])
+        chained = evaluator(finalist.result.policy, Fidelity(train_steps=20, stages=(5, 20)))
         assert finalist.rung_scores[20] == chained.score
     # killed after the first of the last rung's evaluations: the resumed run trains no first-rung finalist again
     # and continues the other survivor from its kept weights, to the same winner and scores
@@ -282,7 +284,7 @@ def test_each_rung_continues_its_survivors_training_from_weights_kept_in_the_run
     assert len(kept) == 4 and all(name.endswith("-5.pt") for name in kept)
     resumed = _RecordingRuntime(evaluator)
     again, outcome_again = finals("killed", resumed)
-    assert len(resumed.options) == 1 and resumed.options[0]["continue_from"].steps == 5
+    assert len(resumed.jobs) == 1 and resumed.jobs[0].continue_from.steps == 5
     assert [f.rung_scores for f in again] == [f.rung_scores for f in finalists]
     assert outcome_again.winner.result.policy_hash == outcome.winner.result.policy_hash
     # a damaged weights file costs only time: the survivor trains through both stages again, to the same score
@@ -292,10 +294,11 @@ def test_each_rung_continues_its_survivors_training_from_weights_kept_in_the_run
         path.write_bytes(b"not a checkpoint")
     resumed = _RecordingRuntime(evaluator)
     again, _ = finals("damaged", resumed)
-    assert len(resumed.options) == 1 and "continue_from" not in resumed.options[0]
+    assert len(resumed.jobs) == 1 and resumed.jobs[0].continue_from is None
     assert [f.rung_scores for f in again] == [f.rung_scores for f in finalists]
 
 
+@pytest.mark.slow
 def test_finalists_halve_by_short_fine_tunes_and_the_run_ships_the_fine_tuned_winner(digits, tmp_path: Path) -> None:
     out = tmp_path / "run"
     report = autoprune.search("resnet20", data="digits", budget="0.5flops", agent="anneal", evals=8, seed=2, out=out,
@@ -354,6 +357,7 @@ def _rungs(out: Path) -> list[tuple]:
                           "ORDER BY seq").fetchall()
 
 
+@pytest.mark.slow
 def test_a_run_killed_during_the_finalists_resumes_without_repeating_a_rung(tmp_path: Path) -> None:
     config = tmp_path / "finals.yaml"
     config.write_text(FINALS_CONFIG)

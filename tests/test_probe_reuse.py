@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -22,18 +20,22 @@ from autoprune.app.pipeline import execute_search, prepare_search
 from autoprune.budget import Budget
 from autoprune.errors import UserError
 from autoprune.evaluation import Evaluator
+from autoprune.run.store import TrialStore
 from autoprune.settings import ExperimentConfig
+
+pytestmark = pytest.mark.slow  # whole searches or full test sets: not in the fast tier (-m 'not slow')
 
 QUICK = {"agent": "random", "evals": 3, "finalists": 2, "finalist_rungs": [0.5], "finalist_sensitivity": [0.5],
          "finetune_epochs": 0, "heldout_images": 200, "recalibration_batches": 2}
 
 
 def probe_rows(out: Path) -> dict[str, dict]:
-    """The run's stored sensitivity probes, {policy hash: result}."""
-    with sqlite3.connect(out / "store.sqlite") as db:
-        rows = db.execute("SELECT policy_hash, result FROM trained_evaluations "
-                          "WHERE origin LIKE 'sensitivity probe%'").fetchall()
-    return {digest: json.loads(result) for digest, result in rows}
+    """The sensitivity probes the run scored before its search, {policy hash: result}."""
+    store = TrialStore(out / "store.sqlite", read_only=True)
+    try:
+        return {result.policy_hash: result.to_dict() for _, result in store.trained_results("probe")}
+    finally:
+        store.close()
 
 
 def test_a_run_at_another_budget_reuses_the_probes_and_ends_as_a_run_that_probed_itself(
@@ -112,9 +114,13 @@ def test_the_command_line_refuses_a_run_directory_without_probes_in_one_line(tmp
     assert not (tmp_path / "r").exists()
 
 
-def _search_rows(out: Path) -> list[dict]:
-    with sqlite3.connect(out / "store.sqlite") as db:
-        return [json.loads(r) for (r,) in db.execute("SELECT result FROM evaluations ORDER BY seq")]
+def _search_rows(out: Path, kind: str | None = None) -> list[dict]:
+    """The search's stored evaluations (of one kind, or all), in order."""
+    store = TrialStore(out / "store.sqlite", read_only=True)
+    try:
+        return [result.to_dict() for result in store.results(kind)]
+    finally:
+        store.close()
 
 
 def test_the_sensitivity_searcher_is_answered_from_the_pipelines_probes_when_it_scores_them_alike(
@@ -157,6 +163,7 @@ def test_a_sensitivity_searchers_run_lends_its_probes_but_never_its_allocation(
     first = tmp_path / "at-0.95"  # no finalists: its probes are its search's evaluations, then its allocation
     autoprune.search(trained_digits_resnet, data=digits, budget="0.95flops", out=first, **searcher_only)
     lent = _search_rows(first)
+    assert _search_rows(first, "probe") == lent[:-1] and _search_rows(first, "candidate") == lent[-1:]
     fresh = autoprune.search(trained_digits_resnet, data=digits, budget="0.3flops", out=tmp_path / "fresh",
                              **searcher_only)
     reusing = autoprune.search(trained_digits_resnet, data=digits, budget="0.3flops", out=tmp_path / "reusing",

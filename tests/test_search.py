@@ -28,9 +28,9 @@ class Counting:
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator, self.calls = evaluator, 0
 
-    def __call__(self, policy):
+    def run(self, job):
         self.calls += 1
-        return self.evaluator(policy)
+        return self.evaluator.run(job)
 
 
 # the sensitivity searcher's first proposals are measurements (one group pruned alone), over the budget on purpose;
@@ -149,6 +149,7 @@ def test_store_from_before_screening_still_resumes(setup, tmp_path: Path) -> Non
     old = sqlite3.connect(path)  # rebuild the table without the column, as the earlier version wrote it
     old.executescript("ALTER TABLE evaluations RENAME TO t; "
                       + _SCHEMA.replace(",\n    complete INTEGER NOT NULL DEFAULT 1", "")
+                               .replace(",\n    kind TEXT NOT NULL DEFAULT 'candidate'", "")
                       + "INSERT INTO evaluations SELECT seq, policy_hash, policy, score, reward, macs, params, "
                         "flops_ratio, params_ratio, feasible, wall_time, searcher, seed, finished_at, result FROM t; "
                         "DROP TABLE t;")

@@ -18,6 +18,8 @@ import pytest
 
 from tests.processes import process_tree
 
+pytestmark = pytest.mark.slow  # whole searches or full test sets: not in the fast tier (-m 'not slow')
+
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "autoprune.cli", *args]
@@ -160,8 +162,8 @@ def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "fresh").exists() and not any(workdir.iterdir())  # nothing half-written
     assert not Path("/tmp/xq").exists()  # the malicious pickle never ran
     assert sorted(p.name for p in started.iterdir()) == [  # the earlier run is untouched
-        ".lock", "best.json", "candidates.png", "channels.png", "finetune.json", "finetuned.pt", "model.pt2",
-        "optuna.db", "progress.png", "report.md", "slim.pt", "store.sqlite"]
+        ".lock", "best.json", "candidates.png", "channels.png", "finalists.png", "finetune.json", "finetuned.pt",
+        "model.pt2", "optuna.db", "progress.png", "report.md", "slim.pt", "store.sqlite"]
 
 
 def listening_hosts(pids: set[int]) -> set[str]:
@@ -187,6 +189,7 @@ def listening_hosts(pids: set[int]) -> set[str]:
 LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
 
 
+@pytest.mark.ray
 def test_local_ray_listens_on_loopback_only_with_the_dashboard_on_request(digits_weights: Path,
                                                                           tmp_path: Path) -> None:
     """`--workers 2 --dashboard`: every socket the search's private Ray instance listens on (GCS, raylet, agents,

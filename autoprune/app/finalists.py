@@ -28,9 +28,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from autoprune.evaluation import Result, policy_hash
+from autoprune.evaluation import CANDIDATE, Fidelity, Job, Result, policy_hash
 from autoprune.run.rung_states import RungStates
-from autoprune.run.store import TrialStore
+from autoprune.run.store import Kind, TrialStore
 from autoprune.runtime import Runtime
 from autoprune.signals import raise_if_pending
 
@@ -85,11 +85,12 @@ def choose_finalists(results: Sequence[Result], count: int, baselines: dict[str,
 def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore, rungs: Sequence[int],
                   eta: float, on_result: Callable[[Finalist, Result, bool], None] | None = None,
                   incumbent: str | None = None, margin: float = 0.0,
-                  continue_rungs: RungStates | None = None) -> FinalsOutcome:
+                  continue_rungs: RungStates | None = None, distill: bool = False) -> FinalsOutcome:
     """Successive halving over `rungs` (training steps, increasing); `on_result(finalist, result, from_store)`
     after each rung evaluation. The finalist named `incumbent`, if any, runs every rung and ships unless another
     leads it at the last rung by more than `margin` (held-out score). With `continue_rungs`, each rung continues
-    the last one's training from the weights kept there."""
+    the last one's training from the weights kept there; with `distill`, rung training distils from the dense
+    model."""
     holder = next((f for f in finalists if f.origin == incumbent), None)
     survivors, trained = list(finalists), 0
     for rung, steps in enumerate(rungs):
@@ -102,13 +103,13 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
             finalist.rung_scores[steps] = stored.score
             if on_result is not None:
                 on_result(finalist, stored, True)
-        jobs = [(f.result.policy, _rung_options(f.result.policy_hash, rungs[:rung + 1], continue_rungs,
-                                                keep=rung < len(rungs) - 1)) for f in todo]
+        jobs = [_rung_job(f.result, rungs[:rung + 1], continue_rungs, keep=rung < len(rungs) - 1, distill=distill)
+                for f in todo]
         for index, result in runtime.evaluate(jobs):
             if result.state is not None:  # kept before the result is stored: a stored rung's weights are there
                 continue_rungs.put(result.policy_hash, result.state)
                 result.state = None
-            store.add_trained(result, todo[index].origin)
+            store.add_trained(result, todo[index].origin, "rung")
             raise_if_pending()  # a stop signal whose exception was swallowed mid-evaluation
             todo[index].rung_scores[steps] = result.score
             trained += 1
@@ -129,28 +130,28 @@ def run_finalists(finalists: list[Finalist], runtime: Runtime, store: TrialStore
                          f"the {holder.origin} allocation: the best led it by {lead:.4f}, within the margin {margin:g}")
 
 
-def _rung_options(key: str, rungs: Sequence[int], states: RungStates | None, keep: bool) -> dict:
-    """The evaluator's options for the last of `rungs`: from the pruned weights, or (with `states`) as a
+def _rung_job(finalist: Result, rungs: Sequence[int], states: RungStates | None, keep: bool,
+              distill: bool) -> Job:
+    """The job of the last of `rungs` for a finalist: from the pruned weights, or (with `states`) as a
     continuation of the earlier rungs, from the last one's weights where they are kept, keeping its own (`keep`)
     for a next rung."""
     if states is None:
-        return {"train_steps": rungs[-1]}
-    options = {"train_steps": rungs[-1], "stages": list(rungs), "keep_state": keep}
-    start = states.get(key, rungs[-2]) if len(rungs) > 1 else None
-    if start is not None:
-        options["continue_from"] = start
-    return options
+        return Job(finalist.policy, Fidelity(train_steps=rungs[-1], distill=distill))
+    start = states.get(finalist.policy_hash, rungs[-2]) if len(rungs) > 1 else None
+    return Job(finalist.policy, Fidelity(train_steps=rungs[-1], stages=tuple(rungs), distill=distill),
+               continue_from=start, keep_state=keep)
 
 
 def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: TrialStore,
                    on_result: Callable[[str, Result, bool], None] | None = None,
-                   options: dict[str, int] | None = None, known: dict[str, Result] | None = None
-                   ) -> dict[str, Result]:
+                   fidelity: Fidelity = CANDIDATE, known: dict[str, Result] | None = None,
+                   kind: Kind = "baseline") -> dict[str, Result]:
     """Recalibrated (fidelity 0) results of named policies: the search's own when it evaluated the same policy,
     else stored or evaluated now among the finalists' evaluations (fidelity 0, origin = the name), so the
     search's table holds the search's evaluations only. `on_result(name, result, from_store)` after each;
-    `options`: the evaluator's keyword options (the sensitivity probes ask for fewer images and batches); `known`:
-    results evaluated elsewhere, by policy hash (another run's probes), stored here as they are used."""
+    `fidelity`: how they are scored (the sensitivity probes ask for fewer images and batches); `known`:
+    results evaluated elsewhere, by policy hash (another run's probes), stored here as they are used; `kind`: what
+    the policies are (baselines, or sensitivity probes)."""
     results: dict[str, Result] = {}
     todo = []
     for name, policy in policies.items():
@@ -158,15 +159,15 @@ def policy_results(policies: dict[str, list[float]], runtime: Runtime, store: Tr
         stored = store.get(key) or store.get_trained(key, 0)
         if stored is None and known and key in known:
             stored = known[key]
-            store.add_trained(stored, name)
+            store.add_trained(stored, name, kind)
         if stored is not None:
             results[name] = stored
             if on_result is not None:
                 on_result(name, stored, True)
         else:
             todo.append(name)
-    for index, result in runtime.evaluate([(policies[name], dict(options or {})) for name in todo]):
-        store.add_trained(result, todo[index])
+    for index, result in runtime.evaluate([Job(policies[name], fidelity) for name in todo]):
+        store.add_trained(result, todo[index], kind)
         raise_if_pending()
         results[todo[index]] = result
         if on_result is not None:

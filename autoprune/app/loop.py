@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autoprune.evaluation import Result, policy_hash
+from autoprune.evaluation import Job, Result, policy_hash
 from autoprune.evaluation.screening import Screening
-from autoprune.run.store import TrialStore
+from autoprune.run.store import Kind, TrialStore
 from autoprune.runtime import InProcessRuntime, Runtime
 from autoprune.searchers.base import Proposal, Searcher
 from autoprune.signals import raise_if_pending
@@ -70,12 +70,12 @@ def run_search(
         for digest, proposal in wanted.items():
             answer = known(proposal) if known is not None and found[digest] is None else None
             if answer is not None:
-                store.add(answer, searcher.name, searcher.seed)
+                store.add(answer, searcher.name, searcher.seed, _kind(proposal))
                 found[digest] = answer
         cached = {digest for digest, result in found.items() if result is not None}
         todo = [digest for digest in wanted if digest not in cached]
         for index, result in runtime.evaluate([_job(wanted[digest], threshold) for digest in todo]):
-            store.add(result, searcher.name, searcher.seed)  # committed as soon as it arrives
+            store.add(result, searcher.name, searcher.seed, _kind(wanted[todo[index]]))  # committed on arrival
             raise_if_pending()  # a stop signal whose exception was swallowed mid-evaluation
             found[todo[index]] = result
             evaluated += 1
@@ -99,7 +99,10 @@ def run_search(
     return SearchOutcome(best, answered, evaluated)
 
 
-def _job(proposal: Proposal, screen_threshold: float | None) -> tuple[list[float], dict]:
-    """A proposal as a runtime job: its policy and the evaluator's options for it."""
-    options: dict = {} if screen_threshold is None else {"screen_threshold": screen_threshold}
-    return proposal.policy, {**options, **proposal.scoring.options()}
+def _kind(proposal: Proposal) -> Kind:
+    return "probe" if proposal.probe else "candidate"
+
+
+def _job(proposal: Proposal, screen_threshold: float | None) -> Job:
+    """A proposal as a runtime job: its policy at its fidelity, screened when screening is on."""
+    return Job(proposal.policy, proposal.fidelity, screen_threshold)

@@ -28,7 +28,15 @@ from autoprune.device import DeviceBatches, describe, resolve_device, to_model_d
 from autoprune.engine import Analysis, Cost, analyse, count_cost, measure_latency
 from autoprune.engine.criteria import needs_data
 from autoprune.errors import InfeasibleBudgetError, InputError, RunDirectoryError, SearchInterrupted, UserFunctionError
-from autoprune.evaluation import Evaluator, Result, policy_hash, score_if_feasible, top1_accuracy
+from autoprune.evaluation import (
+    CANDIDATE,
+    Evaluator,
+    Fidelity,
+    Result,
+    policy_hash,
+    score_if_feasible,
+    top1_accuracy,
+)
 from autoprune.evaluation.evaluator import Metric, Reward
 from autoprune.evaluation.screening import Screening
 from autoprune.models import example_input, load_model
@@ -41,19 +49,21 @@ from autoprune.run.directory import (
     RUNG_STATES_NAME,
     SLIM_NAME,
     STORE_NAME,
+    BaselineRecord,
     ChannelCounts,
     FinetunedScores,
     ModelScores,
     RunSummary,
+    SearchRecord,
     run_lock,
     write_summary,
 )
 from autoprune.run.export import export_model
 from autoprune.run.optuna_export import export_study
-from autoprune.run.probe_reuse import FINGERPRINT_KEY, PROBE_ORIGIN, model_fingerprint, reused_probes
+from autoprune.run.probe_reuse import FINGERPRINT_KEY, model_fingerprint, reused_probes
 from autoprune.run.report import write_run_report
 from autoprune.run.rung_states import RungStates
-from autoprune.run.store import TrialStore
+from autoprune.run.store import PROBE_ORIGIN, TrialStore
 from autoprune.runtime import make_runtime
 from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.searchers import make_searcher
@@ -131,7 +141,7 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
         raise InputError(f"agent {config.agent} needs at least {searcher.required_evals} evaluations on this model "
                          f"(its probes, then its policy); raise $evals to {searcher.required_evals}")
     evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward, loss=loss, device=device,
-                          distill=config.finalist_distill, **config.scoring())
+                          **config.scoring())
     settings = config.run_settings(data=bundle.name, budget=str(budget), agent_config=searcher.settings.model_dump(),
                                    space=space_config.model_dump())
     fingerprint = model_fingerprint(model)
@@ -158,7 +168,7 @@ def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerpri
                                                                                SensitivityThresholdSearcher):
         raise InputError("$probes_from reuses sensitivity probes, and this run probes nothing ($finalists=0 or no "
                          "$finalist_sensitivity levels, and $agent is not sensitivity): drop $probes_from")
-    options = _probe_options()
+    fidelity = _probe_fidelity()
 
     def searcher_probed_alike(stored: dict[str, Any]) -> bool:
         """Whether that run's agent was the sensitivity searcher, scoring its probes as this run scores probes."""
@@ -168,15 +178,15 @@ def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerpri
             theirs = SensitivityThresholdSearcher.Settings.model_validate(stored.get("agent_config") or {})
         except ValidationError:  # settings of another version: not read as probes
             return False
-        return theirs.probe_scoring().options() == options
+        return theirs.probe_fidelity() == fidelity
 
-    return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size, options,
+    return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size, fidelity,
                          searcher_probed_alike)
 
 
-def _probe_options() -> dict[str, int]:
+def _probe_fidelity() -> Fidelity:
     """How the finalists' sensitivity probes are scored (the sensitivity searcher's defaults: fewer images)."""
-    return SensitivityThresholdSearcher.Settings().probe_scoring().options()
+    return SensitivityThresholdSearcher.Settings().probe_fidelity()
 
 
 def _check_worker_devices(config: ExperimentConfig, device: torch.device) -> None:
@@ -282,6 +292,9 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
                            config.gpus_per_worker)
     stop: KeyboardInterrupt | None = None
     finals: FinalsOutcome | None = None
+    baselines: dict[str, Result] = {}
+    probed = ProbeResults()
+    search: SearchRecord | None = None
     with tempfile.TemporaryDirectory() as scratch:  # the store lives in the run directory, or here if none
         store_dir = prepared.run_dir or Path(scratch)
         store = TrialStore(store_dir / STORE_NAME)
@@ -290,19 +303,21 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         try:
             # with finalists off, another run's probes ($probes_from) answer the sensitivity searcher's directly
             probed = (ProbeResults() if config.finalists else
-                      ProbeResults(_probe_options(), dict(prepared.reused_probes)))
+                      ProbeResults(_probe_fidelity(), dict(prepared.reused_probes)))
             baselines = _score_baselines(prepared, runtime, store, on_baseline, probed) if config.finalists else {}
             start = _best_of(baselines.values())
             if start is not None:  # the search starts from the best allocation a user would try first
                 prepared.searcher.start_from([start.policy])
             best = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
                               screening=screening, known=probed.answer).best
+            search = _search_record(store, config.agent, next((n for n, r in baselines.items() if r is start), None))
             if best is not None and config.finalists:
                 finals = _run_finals(prepared, runtime, store, baselines, on_finalist)
                 best = finals.winner.result
         except KeyboardInterrupt as signalled:  # Ctrl-C (or SIGTERM, see autoprune.signals): keep what finished
             acknowledge()
             stop, best = signalled, store.best()
+            search = search or _search_record(store, config.agent, None)
         finally:
             runtime.close()
         evaluations = len(store)
@@ -310,27 +325,47 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
             export_study(store.results(), [g.name for g in prepared.analysis.groups],
                          prepared.run_dir / OPTUNA_NAME, study_name=prepared.run_dir.name)
         store.close()
+    stages = RunStages(baselines, len(probed.results) if config.finalists else 0, search)
     if stop is not None:
         if best is not None:
-            finish_search(prepared, best, interrupted=True)
+            finish_search(prepared, best, interrupted=True, stages=stages)
         raise SearchInterrupted(signal_number(stop), evaluations, prepared.run_dir, best is not None)
     if best is None:
         raise InfeasibleBudgetError("no evaluated policy met the budget; loosen the budget or raise $evals")
-    return finish_search(prepared, best, finals=finals)
+    return finish_search(prepared, best, finals=finals, stages=stages)
+
+
+@dataclass
+class RunStages:
+    """What the stages before the finalists did, for best.json and the report: the baselines' results (by name),
+    how many sensitivity probes were scored for them, and the search."""
+
+    baselines: dict[str, Result] = field(default_factory=dict)
+    probes: int = 0
+    search: SearchRecord | None = None
+
+
+def _search_record(store: TrialStore, agent: str, started_from: str | None) -> SearchRecord:
+    """The search stage as its store holds it: its candidates (its probes counted apart) and its best score."""
+    candidates = store.results("candidate")
+    scored = [r.score for r in candidates if r.feasible and r.complete]
+    return SearchRecord(agent=agent, evaluations=len(candidates), within_budget=sum(r.feasible for r in candidates),
+                        best_score=max(scored, default=None), probes=len(store.results("probe")),
+                        started_from=started_from)
 
 
 @dataclass
 class ProbeResults:
     """The sensitivity probes scored before the search: how they were scored and their results, by policy hash."""
 
-    options: dict[str, int] = field(default_factory=dict)
+    fidelity: Fidelity = CANDIDATE
     results: dict[str, Result] = field(default_factory=dict)
 
     def answer(self, proposal: Proposal) -> Result | None:
         """The result of a search's proposal that is one of these probes asked to be scored the same way (the
         sensitivity searcher's probes): evaluated once, it took the search no time."""
         result = self.results.get(policy_hash(proposal.policy))
-        if result is None or proposal.scoring.options() != self.options:
+        if result is None or proposal.fidelity != self.fidelity:
             return None
         return replace(result, wall_time=0.0)
 
@@ -343,10 +378,11 @@ def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore, on_ba
     config = prepared.config
     policies = baseline_policies(prepared.space) if config.finalist_baselines else {}
     if config.finalist_sensitivity:
-        def probe_scores(probes: list[list[float]], options: dict[str, int]) -> list[float]:
+        def probe_scores(probes: list[list[float]], fidelity: Fidelity) -> list[float]:
             named = {f"{PROBE_ORIGIN} {i}": p for i, p in enumerate(probes)}
-            results = policy_results(named, runtime, store, on_baseline, options, known=prepared.reused_probes)
-            probed.options = dict(options)
+            results = policy_results(named, runtime, store, on_baseline, fidelity, known=prepared.reused_probes,
+                                     kind="probe")
+            probed.fidelity = fidelity
             probed.results.update({r.policy_hash: r for r in results.values()})
             return [r.score for r in results.values()]
 
@@ -364,11 +400,11 @@ def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore, baselines:
     """The search's top distinct architectures and the baselines' policies through successive halving over short
     fine-tunes, the sensitivity allocation as the incumbent (autoprune.app.finalists)."""
     config = prepared.config
-    finalists = choose_finalists(store.results(), config.finalists, baselines)
+    finalists = choose_finalists(store.results("candidate"), config.finalists, baselines)
     states = RungStates(store.path.parent / RUNG_STATES_NAME) if config.finalist_continue else None
     outcome = run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
                             config.finalist_eta, on_finalist, incumbent="sensitivity", margin=config.finalist_margin,
-                            continue_rungs=states)
+                            continue_rungs=states, distill=config.finalist_distill)
     if states is not None:
         states.clear()
     return outcome
@@ -381,7 +417,7 @@ def rung_steps(epochs: list[float], data: DataBundle, batch_size: int = 128) -> 
 
 
 def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = False,
-                  finals: FinalsOutcome | None = None) -> SearchReport:
+                  finals: FinalsOutcome | None = None, stages: RunStages | None = None) -> SearchReport:
     """Build the best slim model, measure dense and slim on held-out and test data, fine-tune it if asked (not
     when the search was `interrupted`: then these are the best-so-far files), and write the run's files
     (slim.pt: the pruned model; finetuned.pt; model.pt2: the delivered model, fine-tuned when it was; best.json,
@@ -410,7 +446,8 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
         dense=scores(analysis.model, dense_cost, evaluator.metric(analysis.model, evaluator.heldout)),
         slim=scores(slim, slim_cost, best.score), settings=prepared.run_settings,
         device=describe(evaluator.device), interrupted=interrupted,
-        finalists=finals.to_dict() if finals is not None else None)
+        finalists=finals.to_dict() if finals is not None else None, **_stage_fields(stages or RunStages(), finals,
+                                                                                     interrupted))
     tuned = None
     if finetune_epochs:
         teacher = analysis.model if prepared.config.distill else None
@@ -423,6 +460,20 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
     if prepared.run_dir is not None:
         _write_run_files(prepared, summary, slim_before, tuned, slim, test_batches[0][0][:16])
     return SearchReport(best, slim, prepared.run_dir, summary, tuned, finals)
+
+
+def _stage_fields(stages: RunStages, finals: FinalsOutcome | None, interrupted: bool) -> dict[str, Any]:
+    """best.json's account of the stages: the baselines, the search, and where the shipped policy came from."""
+    if interrupted:
+        shipped_from, decision = "search", "the best so far of an interrupted run"
+    elif finals is not None:
+        shipped_from, decision = finals.winner.origin, finals.decision
+    else:
+        shipped_from, decision = "search", "the search's best held-out score (finalists off)"
+    baselines = {name: BaselineRecord(score=r.score, flops_ratio=r.flops_ratio, feasible=r.feasible)
+                 for name, r in stages.baselines.items()} or None
+    return {"shipped_from": shipped_from, "decision": decision, "baselines": baselines, "probes": stages.probes,
+            "search": stages.search}
 
 
 def _write_run_files(prepared: PreparedSearch, summary: RunSummary, best_model: nn.Module,

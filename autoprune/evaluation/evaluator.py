@@ -1,14 +1,10 @@
-"""Evaluator: policy -> Result. Builds the slim model, recalibrates BatchNorm, optionally fine-tunes a few steps,
-scores it on the held-out split and turns the result into a reward.
+"""Evaluator: policy -> Result at a fidelity (autoprune.evaluation.fidelity). Builds the slim model, recalibrates
+BatchNorm, optionally fine-tunes it (the fine-tune recipe of autoprune.training, the one training path of every
+candidate), scores it on the held-out split and turns the result into a reward.
 
-Multi-fidelity: with `screen_images` set, a caller may pass a `screen_threshold`; the candidate is then scored on
-that many held-out images first and on the whole split only if the screening score reaches the threshold
-(autoprune.evaluation.screening decides the threshold).
-
-Training fidelity: `train_steps=N` fine-tunes the recalibrated slim model for N SGD steps (the fine-tune recipe of
-autoprune.training, distilled from the dense model when `distill` is set) before scoring it. Accuracy right
-after pruning mostly measures weight damage; a short fine-tune ranks candidates the way the shipped, fine-tuned
-model will (experiments/fidelity_study.py measures how well). The finalists are scored this way.
+Multi-fidelity screening: with `screen_images` set, a job may carry a `screen_threshold`; the candidate is then
+scored on that many held-out images first and on the whole split only if the screening score reaches the
+threshold (autoprune.evaluation.screening decides the threshold).
 
 Batches are materialised once at construction, and placed once on the evaluator's device (with the model), so an
 evaluation spends its time in forward passes. Scoring runs under `torch.inference_mode`, in fp32 unless `amp`
@@ -26,7 +22,6 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from autoprune.budget import Budget
@@ -36,6 +31,7 @@ from autoprune.engine import Analysis, count_cost, measure_latency
 from autoprune.engine.slim import Policy, policy_ratios
 from autoprune.errors import AutopruneError, UserFunctionError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
+from autoprune.evaluation.fidelity import CANDIDATE, Fidelity, Job
 from autoprune.evaluation.layout import ScoringLayout, channels_last, check_layout
 from autoprune.evaluation.prefix import PrefixReuse, SplitRun
 from autoprune.evaluation.result import Result, TrainedState, policy_hash
@@ -67,20 +63,17 @@ class Evaluator:
         reward: Reward = score_if_feasible,
         loss: Loss | None = None,
         device: str | torch.device = "auto",
-        distill: bool = False,
         batch_size: int = 250,
         **scoring: Any,
     ) -> None:
         """`scoring`: the ScoringSettings (heldout_images, recalibration_batches, finetune_steps, candidate_lr,
-        screen_images, amp, channels_last, seed), validated there and defaulted there; `distill`: the short
-        fine-tunes of `train` distil from the dense model."""
+        screen_images, amp, channels_last, seed), validated there and defaulted there."""
         check_amp(scoring.get("amp", "off"))  # their own messages list the choices
         check_layout(scoring.get("channels_last", "auto"))
         self.settings = s = validated(ScoringSettings, scoring, "evaluator")
         self.device = resolve_device(device)
         self.analysis = analysis.to(self.device)
         self.data = data  # the training split, for training-fidelity scores (train_steps)
-        self.distill = distill
         self.loss = loss  # training's loss (None: smoothed cross-entropy), for train_steps and finetune_steps
         self.budget = budget
         self.metric = metric
@@ -93,9 +86,9 @@ class Evaluator:
                                      self.device)
         self.batch_size = batch_size
         self.screen = self.heldout_slice(s.screen_images) if s.screen_images else []
-        train_steps = max(s.recalibration_batches, s.finetune_steps)
         train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=s.seed)
-        self.train_batches = place_batches([b for _, b in zip(range(train_steps), train, strict=False)], self.device)
+        self.train_batches = place_batches([b for _, b in zip(range(s.recalibration_batches), train, strict=False)],
+                                           self.device)
         self.measure_latency = budget.limit("latency") is not None
         self.layout = ScoringLayout(s.channels_last, self.device, self.analysis.model, x)
         self.prefix = PrefixReuse(self.analysis.model)  # sensitivity probes share their unchanged prefix
@@ -125,50 +118,46 @@ class Evaluator:
                 else:
                     recalibrate_batchnorm(slim, inputs)
         if self.settings.finetune_steps:
-            self._finetune(slim)
+            self.train(slim, self.settings.finetune_steps)
         return slim.eval(), run
 
-    def __call__(self, policy: Policy, screen_threshold: float | None = None, train_steps: int = 0,
-                 images: int | None = None, recalibration_batches: int | None = None, stages: Sequence[int] = (),
+    def __call__(self, policy: Policy, fidelity: Fidelity = CANDIDATE, screen_threshold: float | None = None,
                  continue_from: TrainedState | None = None, keep_state: bool = False) -> Result:
-        """Evaluate one policy; with a `screen_threshold` (and screening set up), stop after the screening slice
-        if its score falls below the threshold; with `train_steps`, score it after that many fine-tuning steps;
-        with `images`, score it on the first that many held-out images only (whole batches): a sensitivity
-        probe needs a score drop paired with the dense model's on the same images, not a full score; with
-        `recalibration_batches`, BatchNorm is re-estimated on the first that many training batches instead of the
-        configured number (at most as many as configured). A result scored on part of the split or with fewer
-        batches is not `complete`, so it never becomes a run's best.
+        """Evaluate one policy at `fidelity` (a candidate's full score by default; see Job for the rest). A result
+        scored on part of the held-out split or with fewer recalibration batches is not `complete`, so it never
+        becomes a run's best."""
+        return self.run(Job([float(r) for r in policy_ratios(self.analysis.groups, policy)], fidelity,
+                            screen_threshold, continue_from, keep_state))
 
-        `stages` splits the training into fine-tunes that end at these step counts (increasing, the last one
-        `train_steps`), each with its own schedule, each picking up the data where the last stopped: the
-        finalists' rungs. `continue_from` (a TrainedState at one of those ends) starts from that state instead of
-        the pruned weights, and trains only the steps after it; `keep_state` returns the trained weights in the
-        result's `state`, to be continued."""
+    def run(self, job: Job) -> Result:
+        """Evaluate one job: build (or continue) the slim model, train it as its fidelity says, score it."""
         start = time.perf_counter()
-        ratios = policy_ratios(self.analysis.groups, policy)
+        fidelity = job.fidelity
+        ratios = policy_ratios(self.analysis.groups, job.policy)
         configured = self.settings.recalibration_batches
-        recalibration = configured if recalibration_batches is None else min(recalibration_batches, configured)
-        ends = training_stages(train_steps, stages)
-        if continue_from is not None:
-            if continue_from.steps not in (0, *ends[:-1]):
-                raise ValueError(f"cannot continue from step {continue_from.steps}: stages end at {list(ends)}")
+        recalibration = (configured if fidelity.recalibration_batches is None else
+                         min(fidelity.recalibration_batches, configured))
+        ends = fidelity.training_ends()
+        if job.continue_from is not None:
+            if job.continue_from.steps not in (0, *ends[:-1]):
+                raise ValueError(f"cannot continue from step {job.continue_from.steps}: stages end at {list(ends)}")
             slim, run = self.analysis.apply(ratios), None
-            slim.load_state_dict(continue_from.state)
+            slim.load_state_dict(job.continue_from.state)
             slim.eval()
         else:
-            slim, run = self._build(ratios, recalibration, reuse_prefix=not train_steps)
-        done = 0 if continue_from is None else continue_from.steps
+            slim, run = self._build(ratios, recalibration, reuse_prefix=not fidelity.train_steps)
+        done = 0 if job.continue_from is None else job.continue_from.steps
         for end in ends:
             if end > done:
-                self.train(slim, end - done, skip=done)
+                self.train(slim, end - done, skip=done, distill=fidelity.distill)
                 done = end
         cost = count_cost(slim, self.example_input)
         latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
         screen_score = None
-        if screen_threshold is not None and self.screen:
+        if job.screen_threshold is not None and self.screen:
             screen_score = self.score(slim, self.screen, run)
-        complete = screen_score is None or screen_score >= screen_threshold
-        heldout = self.heldout_slice(images)
+        complete = screen_score is None or screen_score >= job.screen_threshold
+        heldout = self.heldout_slice(fidelity.images)
         score = self.score(slim, heldout, run) if complete else screen_score
         complete = complete and len(heldout) == len(self.heldout) and recalibration == configured
         flops_ratio, params_ratio = cost.macs / self.dense_macs, cost.params / self.dense_params
@@ -177,11 +166,11 @@ class Evaluator:
             kept_channels=self.analysis.kept_channels(ratios), macs=cost.macs, flops=cost.flops, params=cost.params,
             flops_ratio=flops_ratio, params_ratio=params_ratio, latency=latency, score=score, reward=math.nan,
             feasible=self.budget.satisfied(flops_ratio, params_ratio, latency), wall_time=0.0, complete=complete,
-            screen_score=screen_score, train_steps=train_steps,
+            screen_score=screen_score, train_steps=fidelity.train_steps,
         )
-        if keep_state:
-            result.state = TrainedState(train_steps, {k: v.detach().cpu().clone() for k, v in
-                                                      slim.state_dict().items()})
+        if job.keep_state:
+            result.state = TrainedState(fidelity.train_steps, {k: v.detach().cpu().clone() for k, v in
+                                                               slim.state_dict().items()})
         result.reward = _call_user(self.reward, "reward", result)
         result.wall_time = time.perf_counter() - start
         return result
@@ -240,34 +229,14 @@ class Evaluator:
         clone.prefix = PrefixReuse(clone.analysis.model)
         return clone
 
-    def train(self, slim: nn.Module, steps: int, skip: int = 0) -> nn.Module:
+    def train(self, slim: nn.Module, steps: int, skip: int = 0, distill: bool = False) -> nn.Module:
         """Fine-tune a built slim model in place for `steps` SGD steps: the recipe of the final fine-tune
         (autoprune.toolbox.finetune) with its schedule compressed into the steps, the same data order for every policy
         (seeded; `skip` batches into it), distilled from the dense model when `distill` is set."""
-        teacher = self.analysis.model if self.distill else None
+        teacher = self.analysis.model if distill else None
         train(slim, self.data, epochs=0, steps=steps, lr=self.settings.candidate_lr, seed=self.settings.seed,
               teacher=teacher, loss=self.loss, skip=skip)
         return slim.eval()
-
-    def _finetune(self, slim: nn.Module) -> None:
-        """A few SGD steps on training batches: enough to re-rank candidates that collapse right after pruning."""
-        slim.train()
-        optimizer = torch.optim.SGD(slim.parameters(), lr=self.settings.candidate_lr, momentum=0.9)
-        for x, y in self.train_batches[: self.settings.finetune_steps]:
-            loss = (self.loss or F.cross_entropy)(slim(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        slim.eval()
-
-
-def training_stages(train_steps: int, stages: Sequence[int]) -> tuple[int, ...]:
-    """The step counts at which a candidate's fine-tunes end: `stages` (increasing, ending at `train_steps`), or
-    one fine-tune of `train_steps` (none for 0)."""
-    ends = tuple(stages) or ((train_steps,) if train_steps else ())
-    if ends and (ends[-1] != train_steps or any(b <= a for a, b in zip((0, *ends), ends, strict=False))):
-        raise ValueError(f"training stages {list(stages)} must increase from above 0 to train_steps={train_steps}")
-    return ends
 
 
 def _call_user(fn: Callable, role: str, *args) -> float:

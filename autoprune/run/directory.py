@@ -25,7 +25,8 @@ FINETUNE_LOG = "finetune.json"  # before/after accuracies and per-epoch history 
 EXPORT_DIR = "export"  # `autoprune export` writes here
 OPTUNA_NAME = "optuna.db"  # every evaluation as an Optuna study (optuna-dashboard sqlite:///optuna.db)
 REPORT_NAME = "report.md"  # the run's report (autoprune.run), with its figures:
-FIGURES = {"channels": "channels.png", "progress": "progress.png", "candidates": "candidates.png"}
+FIGURES = {"channels": "channels.png", "progress": "progress.png", "candidates": "candidates.png",
+           "finalists": "finalists.png"}
 RUNG_STATES_NAME = "rung_states"  # the finalists' weights between rungs, while they run (autoprune.run.rung_states)
 LOCK_NAME = ".lock"  # flock()ed by the one process working on the run; holds its pid
 
@@ -97,8 +98,28 @@ class ChannelCounts(BaseModel):
     slim: int
 
 
+class BaselineRecord(BaseModel):
+    """A baseline's policy scored before the search, right after pruning (BatchNorm recalibrated)."""
+
+    score: float
+    flops_ratio: float
+    feasible: bool
+
+
+class SearchRecord(BaseModel):
+    """The search stage: its searcher's evaluations (sensitivity probes apart) and where it started."""
+
+    agent: str
+    evaluations: int  # candidates the searcher asked for (stored or evaluated), its probes not counted
+    within_budget: int
+    best_score: float | None  # the best candidate's held-out score right after pruning
+    probes: int = 0  # the searcher's own sensitivity probes (the sensitivity searcher)
+    started_from: str | None = None  # the baseline whose policy the search started from
+
+
 class RunSummary(BaseModel):
-    """best.json: a search's best policy, the costs and scores of the dense and slim models, and its settings."""
+    """best.json: the run stage by stage (baselines, search, finalists, fine-tune), the shipped policy and where it
+    came from, the costs and scores of the dense and slim models, and the run's settings."""
 
     budget: str
     agent: str
@@ -111,6 +132,11 @@ class RunSummary(BaseModel):
     settings: dict[str, Any]  # the run's settings (ExperimentConfig.run_settings), checked by --resume
     device: str | None = None  # where the scores and latencies were measured (absent in older runs)
     interrupted: bool = False  # best so far of a search stopped early: resuming it finishes it
+    shipped_from: str | None = None  # "search" or the baseline whose policy shipped (absent in older runs)
+    decision: str | None = None  # the rule that chose the shipped policy
+    baselines: dict[str, BaselineRecord] | None = None  # scored before the search, when finalists were on
+    probes: int = 0  # sensitivity probes scored before the search for the sensitivity allocation
+    search: SearchRecord | None = None  # absent in older runs
     finalists: dict[str, Any] | None = None  # the finalists' rungs (autoprune.app.finalists), when they ran
     finetuned: FinetunedScores | None = None  # after the final fine-tune, when there was one
 

@@ -21,11 +21,10 @@ import torch
 from torch import nn
 
 from autoprune.errors import InputError, RunDirectoryError
-from autoprune.evaluation import Evaluator, Result
+from autoprune.evaluation import Evaluator, Fidelity, Result
 from autoprune.run.directory import STORE_NAME
 from autoprune.run.store import TrialStore
 
-PROBE_ORIGIN = "sensitivity probe"  # the finalists' probes are stored as "sensitivity probe <index>"
 FINGERPRINT_KEY = "dense_fingerprint"  # stored with the run settings: the dense model's weights, hashed
 # the run settings a probe's score depends on (data_dir and the scoring layout are left out: the dense model's
 # score, checked again here, tells other data apart, and the layout changes no score)
@@ -45,16 +44,15 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 def reused_probes(source: str, settings: dict[str, Any], fingerprint: str, evaluator: Evaluator,
-                  dense_policy: list[float], options: dict[str, int],
+                  dense_policy: list[float], fidelity: Fidelity,
                   searcher_probed_alike: Callable[[dict[str, Any]], bool] = lambda stored: False,
                   ) -> dict[str, Result]:
     """The sensitivity probes stored in the run directory `source`, {policy hash: result}, judged under this run's
-    budget and reward, the dense model's scored again here (`options`: how a probe is scored). Raises a one-line
+    budget and reward, the dense model's scored again here (`fidelity`: how a probe is scored). Raises a one-line
     error when that run's probes would not be this run's.
 
-    The finalists' probes are stored apart, by name. A sensitivity searcher's are its run's evaluations: every
-    one but the last (the allocation, asked only once every probe was scored); they count when
-    `searcher_probed_alike(that run's settings)` says its searcher scored probes as `options` do."""
+    The probes scored before that run's search count, and so do its sensitivity searcher's (stored among its
+    evaluations) when `searcher_probed_alike(that run's settings)` says it scored probes at `fidelity`."""
     path = Path(source) / STORE_NAME
     if not path.is_file():
         raise RunDirectoryError(f"{source!r} ($probes_from) holds no run (no {STORE_NAME}); name the run directory "
@@ -62,9 +60,9 @@ def reused_probes(source: str, settings: dict[str, Any], fingerprint: str, evalu
     store = TrialStore(path, read_only=True)
     try:
         stored = store.run_config()
-        probes = [r for origin, r in store.trained_results() if origin.startswith(PROBE_ORIGIN) and not r.train_steps]
+        probes = [r for _, r in store.trained_results("probe")]
         if searcher_probed_alike(stored):  # a screened row holds its screening score, not its probe's
-            probes += [r for r in store.results()[:-1] if r.screen_score is None]
+            probes += [r for r in store.results("probe") if r.screen_score is None]
     finally:
         store.close()
     # where that run stored its weights' fingerprint, the weights may have moved; else their path must match
@@ -75,7 +73,7 @@ def reused_probes(source: str, settings: dict[str, Any], fingerprint: str, evalu
     if differ:
         raise InputError(f"the run in {source!r} ($probes_from) probed with other {', '.join(differ)} than this run; "
                          "its probes do not score this run's model: match them or drop $probes_from")
-    dense = evaluator(dense_policy, **options)
+    dense = evaluator(dense_policy, fidelity)
     theirs = next((r for r in probes if r.policy_hash == dense.policy_hash), None)
     if theirs is None:
         raise InputError(f"the run in {source!r} ($probes_from) holds no sensitivity probes (a run probes with "

@@ -1,9 +1,10 @@
 """Trial store: every finished evaluation in SQLite, committed the moment it finishes, keyed by policy hash.
 
 A search killed at any point loses no finished evaluation; a resumed one reads them back instead of
-re-evaluating (see autoprune.app.loop). Scores at a training fidelity (a finalist after N fine-tuning steps,
-autoprune.app.finalists) live in their own table, keyed by policy and steps. Written with the standard
-library's sqlite3.
+re-evaluating (see autoprune.app.loop). The search's evaluations live in one table; the baselines, the
+sensitivity probes scored before the search and the finalists' rungs (scored after N fine-tuning steps,
+autoprune.app.finalists) in another, keyed by policy and steps. Every row carries its kind (`Kind`). Written with
+the standard library's sqlite3.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from autoprune.errors import RunDirectoryError
 from autoprune.evaluation import Result
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
     seed INTEGER NOT NULL,
     finished_at REAL NOT NULL,
     result TEXT NOT NULL,
-    complete INTEGER NOT NULL DEFAULT 1
+    complete INTEGER NOT NULL DEFAULT 1,
+    kind TEXT NOT NULL DEFAULT 'candidate'
 );
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trained_evaluations (
@@ -45,9 +47,23 @@ CREATE TABLE IF NOT EXISTS trained_evaluations (
     score REAL NOT NULL,
     finished_at REAL NOT NULL,
     result TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'baseline',
     UNIQUE (policy_hash, train_steps)
 );
 """
+
+# What a stored evaluation is: a search's candidate, a sensitivity probe (one group pruned alone: a measurement,
+# never a run's best), a baseline's policy scored before the search, or a finalist's rung (after training steps).
+Kind = Literal["candidate", "probe", "baseline", "rung"]
+PROBE_ORIGIN = "sensitivity probe"  # a probe scored before the search is stored as "sensitivity probe <index>"
+# The kinds of rows written before the column existed: the sensitivity searcher's evaluations but its last (its
+# allocation, asked once every probe was scored) are probes; before the search, probes are told apart by origin.
+_EARLIER_KINDS = {
+    "evaluations": ("CASE WHEN searcher = 'sensitivity' AND seq < (SELECT MAX(seq) FROM evaluations) "
+                    "THEN 'probe' ELSE 'candidate' END"),
+    "trained_evaluations": (f"CASE WHEN train_steps > 0 THEN 'rung' WHEN origin LIKE '{PROBE_ORIGIN}%' "
+                            "THEN 'probe' ELSE 'baseline' END"),
+}
 
 
 class TrialStore:
@@ -61,16 +77,32 @@ class TrialStore:
             if read_only:
                 self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True)
                 self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()
-                return
-            self._db = sqlite3.connect(self.path)
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(evaluations)")}
-            if "complete" not in columns:  # a store from before multi-fidelity screening: all fully scored
-                self._db.execute("ALTER TABLE evaluations ADD COLUMN complete INTEGER NOT NULL DEFAULT 1")
-            self._db.execute("PRAGMA journal_mode=WAL")
+            else:
+                self._db = sqlite3.connect(self.path)
+                self._db.executescript(_SCHEMA)
+                self._upgrade()
+                self._db.execute("PRAGMA journal_mode=WAL")
+            # a store of an earlier version opened read-only keeps its schema: its rows' kinds are derived
+            self._kind = {table: "kind" if "kind" in self._columns(table) else expression
+                          for table, expression in _EARLIER_KINDS.items()}
         except sqlite3.DatabaseError as exc:
             fix = "name a run directory that a search wrote" if read_only else "use another $out"
             raise RunDirectoryError(f"{str(self.path)!r} is not a usable trial store ({exc}); {fix}") from None
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+
+    def _upgrade(self) -> None:
+        """Bring a store written by an earlier version to this schema, in one transaction."""
+        with self._db:
+            if "complete" not in self._columns("evaluations"):  # before screening: every row fully scored
+                self._db.execute("ALTER TABLE evaluations ADD COLUMN complete INTEGER NOT NULL DEFAULT 1")
+            for table, expression in _EARLIER_KINDS.items():
+                if "kind" not in self._columns(table):
+                    kind = expression  # computed before the column exists: it reads the other columns only
+                    rows = self._db.execute(f"SELECT seq, {kind} FROM {table}").fetchall()
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN kind TEXT NOT NULL DEFAULT 'candidate'")
+                    self._db.executemany(f"UPDATE {table} SET kind = ? WHERE seq = ?", [(k, q) for q, k in rows])
 
     def close(self) -> None:
         self._db.close()
@@ -88,16 +120,17 @@ class TrialStore:
         row = self._db.execute("SELECT result FROM evaluations WHERE policy_hash = ?", (policy_hash,)).fetchone()
         return Result(**json.loads(row[0])) if row else None
 
-    def add(self, result: Result, searcher: str, seed: int) -> None:
-        """Write one finished evaluation and commit at once (a duplicate hash is ignored)."""
+    def add(self, result: Result, searcher: str, seed: int, kind: Kind = "candidate") -> None:
+        """Write one finished evaluation of the search (a candidate, or a sensitivity searcher's probe) and commit
+        at once (a duplicate hash is ignored)."""
         with self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO evaluations (policy_hash, policy, score, reward, macs, params, flops_ratio, "
-                "params_ratio, feasible, wall_time, searcher, seed, finished_at, result, complete) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "params_ratio, feasible, wall_time, searcher, seed, finished_at, result, complete, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (result.policy_hash, json.dumps(result.policy), result.score, result.reward, result.macs,
                  result.params, result.flops_ratio, result.params_ratio, int(result.feasible), result.wall_time,
-                 searcher, seed, time.time(), json.dumps(result.to_dict()), int(result.complete)),
+                 searcher, seed, time.time(), json.dumps(result.to_dict()), int(result.complete), kind),
             )
 
     def get_trained(self, policy_hash: str, train_steps: int) -> Result | None:
@@ -106,24 +139,30 @@ class TrialStore:
                                (policy_hash, train_steps)).fetchone()
         return Result(**json.loads(row[0])) if row else None
 
-    def add_trained(self, result: Result, origin: str) -> None:
-        """Write one finished finalist evaluation (fidelity: its train_steps, 0 = recalibrated only; `origin`: where
-        the policy came from) and commit."""
+    def add_trained(self, result: Result, origin: str, kind: Kind) -> None:
+        """Write one finished evaluation outside the search (a baseline or probe before it, a finalist's rung
+        after it; fidelity: its train_steps, 0 = recalibrated only; `origin`: where the policy came from) and
+        commit."""
         with self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO trained_evaluations (policy_hash, train_steps, origin, score, finished_at, "
-                "result) VALUES (?, ?, ?, ?, ?, ?)",
+                "result, kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (result.policy_hash, result.train_steps, origin, result.score, time.time(),
-                 json.dumps(result.to_dict())))
+                 json.dumps(result.to_dict()), kind))
 
-    def trained_results(self) -> list[tuple[str, Result]]:
-        """Every finalist evaluation as (origin, result), in the order they finished."""
+    def trained_results(self, kind: Kind | None = None) -> list[tuple[str, Result]]:
+        """Every evaluation outside the search (of one `kind`, or all) as (origin, result), in the order they
+        finished."""
         return [(origin, Result(**json.loads(r))) for origin, r in
-                self._db.execute("SELECT origin, result FROM trained_evaluations ORDER BY seq")]
+                self._select("trained_evaluations", "origin, result", kind)]
 
-    def results(self) -> list[Result]:
-        """Every stored evaluation, in the order they finished."""
-        return [Result(**json.loads(r[0])) for r in self._db.execute("SELECT result FROM evaluations ORDER BY seq")]
+    def results(self, kind: Kind | None = None) -> list[Result]:
+        """Every evaluation of the search (of one `kind`, or all), in the order they finished."""
+        return [Result(**json.loads(r[0])) for r in self._select("evaluations", "result", kind)]
+
+    def _select(self, table: str, columns: str, kind: Kind | None) -> list[tuple]:
+        where, arguments = (f"WHERE {self._kind[table]} = ?", (kind,)) if kind is not None else ("", ())
+        return self._db.execute(f"SELECT {columns} FROM {table} {where} ORDER BY seq", arguments).fetchall()
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from autoprune.errors import InputError
-from autoprune.evaluation import Evaluator
+from autoprune.evaluation import Evaluator, Job
 from autoprune.runtime.checks import check_gpus_per_worker
-from autoprune.runtime.local import InProcessRuntime, Job, Runtime
+from autoprune.runtime.local import InProcessRuntime, Runtime
 
 
 def make_runtime(evaluator: Evaluator, workers: int = 1, address: str | None = None,

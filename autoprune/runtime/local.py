@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
-from autoprune.engine.slim import Policy
-from autoprune.evaluation import Result
-
-# a policy and the evaluator's keyword arguments for it: screen_threshold (multi-fidelity screening), train_steps
-# (a finalist's short fine-tune); {} for a plain evaluation
-Job = tuple[Policy, Mapping[str, Any]]
+from autoprune.evaluation import Job, Result
 
 
 class Runtime(Protocol):
@@ -30,12 +25,13 @@ class InProcessRuntime:
 
     workers = 1
 
-    def __init__(self, evaluator: Callable[..., Result]) -> None:
-        self.evaluator = evaluator
+    def __init__(self, evaluator: Callable[[Job], Result]) -> None:
+        """`evaluator`: an Evaluator's `run`, or any function of a Job."""
+        self.evaluator = getattr(evaluator, "run", evaluator)
 
     def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
-        for index, (policy, options) in enumerate(jobs):
-            yield index, self.evaluator(policy, **options)
+        for index, job in enumerate(jobs):
+            yield index, self.evaluator(job)
 
     def close(self) -> None:
         pass

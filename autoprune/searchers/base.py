@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from autoprune.evaluation import Result
+from autoprune.evaluation import CANDIDATE, Fidelity, Result
 from autoprune.problem.space import SearchSpace
 from autoprune.settings import validated
 
@@ -29,27 +29,13 @@ class NoSettings(SearcherSettings):
 
 
 @dataclass(frozen=True)
-class ProbeScoring:
-    """How a proposal that is a measurement rather than a candidate (a sensitivity probe) is scored: on the first
-    `images` held-out images, BatchNorm re-estimated on `recalibration_batches` training batches (None: as a
-    candidate is). A result scored with less is never a run's best."""
-
-    images: int | None = None
-    recalibration_batches: int | None = None
-
-    def options(self) -> dict[str, int]:
-        """The evaluator's keyword options for this scoring (`Evaluator.__call__`)."""
-        given = {"images": self.images, "recalibration_batches": self.recalibration_batches}
-        return {name: value for name, value in given.items() if value is not None}
-
-
-@dataclass(frozen=True)
 class Proposal:
     """A policy a searcher asks to have evaluated; its result is told back under the same `trial` number."""
 
     trial: int
     policy: list[float]
-    scoring: ProbeScoring = ProbeScoring()  # as a candidate, unless a probe (see Searcher.scoring_for)
+    fidelity: Fidelity = CANDIDATE  # as a candidate, unless a probe (see Searcher.fidelity_for)
+    probe: bool = False  # a measurement (a sensitivity probe), never a run's result: stored as a probe
 
 
 class Searcher(ABC):
@@ -94,7 +80,8 @@ class Searcher(ABC):
         """Up to `n` feasible policies to evaluate next (fewer, or none, once `done` or while waiting)."""
         proposals = []
         for policy, note in self.propose(n) if n > 0 else []:
-            proposal = Proposal(self._trials, [float(x) for x in policy], self.scoring_for(note))
+            proposal = Proposal(self._trials, [float(x) for x in policy], self.fidelity_for(note),
+                                self.is_probe(note))
             self._outstanding[proposal.trial] = (proposal.policy, note)
             self._trials += 1
             proposals.append(proposal)
@@ -111,10 +98,14 @@ class Searcher(ABC):
     def propose(self, n: int) -> list[tuple[list[float], Any]]:
         """Up to `n` (policy, note) pairs; the note comes back with the policy's result in `learn`."""
 
-    def scoring_for(self, note: Any) -> ProbeScoring:
+    def fidelity_for(self, note: Any) -> Fidelity:
         """How to score the proposal with this note: as a candidate, unless the searcher's proposals are
         measurements rather than candidates (sensitivity probes), which may ask for fewer images and batches."""
-        return ProbeScoring()
+        return CANDIDATE
+
+    def is_probe(self, note: Any) -> bool:
+        """Whether the proposal with this note is a measurement (a sensitivity probe) rather than a candidate."""
+        return False
 
     def learn(self, told: list[Told]) -> None:  # noqa: B027
         """Learn from results, in the order their policies were asked for."""

@@ -51,11 +51,11 @@ def baseline_policies(space: SearchSpace) -> dict[str, list[float]]:
 def sensitivity_policy(space: SearchSpace, score: Callable[[list[list[float]], dict[str, int]], list[float]],
                        levels: Sequence[float] | None = None) -> list[float]:
     """The sensitivity-threshold allocation (the `sensitivity` searcher's policy: same probes, at its default
-    keep levels unless `levels` are given, and same threshold); `score(policies, options)` returns the held-out
-    score of each probe evaluated with the evaluator's keyword `options` (a probe's fewer images and
-    recalibration batches: `evaluator(policy, **options)`), e.g. on the search's runtime."""
+    keep levels unless `levels` are given, and same threshold); `score(policies, fidelity)` returns the held-out
+    score of each probe evaluated at `fidelity` (a probe's fewer images and recalibration batches:
+    `evaluator(policy, fidelity)`), e.g. on the search's runtime."""
     allocator = SensitivityThresholdSearcher(space, **({} if levels is None else {"levels": list(levels)}))
-    return allocator.allocate_from(score([list(p) for p in allocator.probes], allocator.scoring_for(0).options()))
+    return allocator.allocate_from(score([list(p) for p in allocator.probes], allocator.fidelity_for(0)))
 
 
 def _ranked_policy(space: SearchSpace, scope_of_group: list[int]) -> list[float]:

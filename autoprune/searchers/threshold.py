@@ -30,8 +30,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from autoprune.bisection import bracket
+from autoprune.evaluation import CANDIDATE, Fidelity
 from autoprune.problem.space import SearchSpace
-from autoprune.searchers.base import ProbeScoring, Searcher, SearcherSettings, Told
+from autoprune.searchers.base import Searcher, SearcherSettings, Told
 
 PROBE_IMAGES = 1000
 PROBE_RECALIBRATION_BATCHES = 0  # as a candidate: fewer moved ResNet-20's allocation (probe_images.md)
@@ -60,9 +61,10 @@ class SensitivityThresholdSearcher(Searcher):
                 raise ValueError("every level must be a keep ratio in (0, 1)")
             return sorted(set(levels), reverse=True)
 
-        def probe_scoring(self) -> ProbeScoring:
+        def probe_fidelity(self) -> Fidelity:
             """How these settings score a probe (0 images or batches: as a candidate)."""
-            return ProbeScoring(self.probe_images or None, self.probe_recalibration_batches or None)
+            return Fidelity(images=self.probe_images or None,
+                            recalibration_batches=self.probe_recalibration_batches or None)
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
         super().__init__(space, seed, **settings)
@@ -99,10 +101,14 @@ class SensitivityThresholdSearcher(Searcher):
         self.final = self.allocate()
         return [(self.final, None)]
 
-    def scoring_for(self, note: int | None) -> ProbeScoring:
+    def fidelity_for(self, note: int | None) -> Fidelity:
         """Probes (noted with their index) on `probe_images` held-out images and `probe_recalibration_batches`
         training batches; the allocated policy as any candidate."""
-        return ProbeScoring() if note is None else self.settings.probe_scoring()
+        return CANDIDATE if note is None else self.settings.probe_fidelity()
+
+    def is_probe(self, note: int | None) -> bool:
+        """Probes are noted with their index; the allocated policy with None."""
+        return note is not None
 
     def learn(self, told: list[Told]) -> None:
         for _, probe, result in told:
