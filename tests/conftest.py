@@ -51,9 +51,12 @@ def _search_setup(model, data, **evaluator_settings):
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start Ray run one at a time on one xdist worker (`--dist loadgroup`): two private instances
-    would compete for the same cores. (The cluster tests, whose `ray stop` ends every Ray process on the machine,
-    are marked `serial` and run after the parallel part, alone.)"""
+    """Tests that start Ray run one at a time on one xdist worker (`--dist loadgroup`), and first: two private
+    instances would compete for the same cores. (The cluster tests, whose `ray stop` ends every Ray process on the
+    machine, are marked `serial` and run after the parallel part, alone.)"""
     for item in items:
         if item.get_closest_marker("ray"):
             item.add_marker(pytest.mark.xdist_group("ray"))
+    # the Ray tests first: their worker starts on them at once while the others share out the rest, instead of
+    # being handed the group late and running on alone at the end
+    items.sort(key=lambda item: item.get_closest_marker("ray") is None)

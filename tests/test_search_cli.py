@@ -106,62 +106,68 @@ def test_sigkilled_search_resumes_to_the_same_best_policy(digits_weights: Path, 
     assert len(hashes) == len(set(hashes)) and set(full_hashes) <= set(hashes)  # the reference's, none twice
 
 
-def test_search_bad_inputs(digits_weights: Path, tmp_path: Path) -> None:
-    a_file = tmp_path / "file.txt"
-    a_file.write_text("x")
-    bad_yaml = tmp_path / "exp.yaml"
-    bad_yaml.write_text("budget: 0.5flops\nevals: -3\n")
-    corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(digits_weights.read_bytes()[:1000])
-    evil = tmp_path / "evil.pt"
-    evil.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x0c\x00\x00\x00touch /tmp/xq\x01\x85q\x02Rq\x03.")
-    bad_agent = tmp_path / "ga.yaml"
-    bad_agent.write_text("budget: 0.5flops\nagent: ga\nagent_config: {population: -1}\n")
-    started = tmp_path / "started"
-    started_run = subprocess.run(search_args(digits_weights, started, evals=1, pipeline=True), capture_output=True,
-                                 text=True, timeout=600)
+@pytest.fixture(scope="module")
+def bad_inputs(digits_weights: Path, tmp_path_factory) -> dict[str, Path]:
+    """The files the bad-input cases name, and a finished run that a resume with other settings must leave alone."""
+    root = tmp_path_factory.mktemp("bad")
+    files = {"file": root / "file.txt", "bad_yaml": root / "exp.yaml", "corrupt": root / "corrupt.pt",
+             "evil": root / "evil.pt", "bad_agent": root / "ga.yaml", "started": root / "started",
+             "missing": root / "none"}
+    files["file"].write_text("x")
+    files["bad_yaml"].write_text("budget: 0.5flops\nevals: -3\n")
+    files["corrupt"].write_bytes(digits_weights.read_bytes()[:1000])
+    files["evil"].write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x0c\x00\x00\x00touch /tmp/xq\x01\x85q\x02Rq\x03.")
+    files["bad_agent"].write_text("budget: 0.5flops\nagent: ga\nagent_config: {population: -1}\n")
+    started_run = subprocess.run(search_args(digits_weights, files["started"], evals=1, pipeline=True),
+                                 capture_output=True, text=True, timeout=600)
     assert started_run.returncode == 0, started_run.stderr
-    cases = [
-        (["--budget", "0.25flop"], "malformed budget"),
-        (["--budget", "0.25"], "malformed budget"),
-        (["--budget", "-3ms"], "malformed budget"),
-        (["--budget", "150%flops"], "(0, 1]"),
-        (["--budget", "0.5flops,0.5flops"], "twice"),
-        (["--budget", "0.5flops", "--weights", str(tmp_path / "none.pt")], "not found"),
-        (["--budget", "0.5flops", "--weights", str(corrupt)], "not a readable"),
-        (["--budget", "0.5flops", "--weights", str(evil)], "objects other than tensors"),
-        (["--budget", "0.5flops", "--model", "vgg11"], "do not fit"),
-        (["--budget", "0.5flops", "--model", "nonet"], "unknown model"),
-        (["--budget", "0.5flops", "--data", "mnist-3d"], "unknown dataset"),
-        (["--budget", "0.0001flops"], "infeasible"),
-        (["--budget", "0.5flops", "--agent", "ppo"], "unknown agent"),
-        (["--budget", "0.5flops", "--agent", "sensitivity", "--evals", "5"], "needs at least"),
-        (["--budget", "0.5flops", "--space", "nope"], "unknown search space"),
-        (["--budget", "0.5flops", "--out", str(a_file)], "is a file"),
-        (["--budget", "0.5flops", "--out", str(tmp_path / "fresh"), "--resume"], "nothing to resume"),
-        (["--config", str(bad_yaml)], "evals"),
-        (["--config", str(tmp_path / "missing.yaml")], "not found"),
-        (["--config", str(bad_agent)], "agent ga: population"),
-        (["--budget", "0.5flops", "--screen-images", "-5"], "screen_images"),
-        (["--budget", "0.5flops", "--workers", "0"], "workers"),
-        (["--budget", "0.5flops", "--dashboard"], "--workers 2 or more"),
-        (["--budget", "0.5flops", "--address", "127.0.0.1:1"], "no Ray cluster answers"),
-        (["--budget", "0.5flops", "--address", "nonsense"], "not HOST:PORT"),
-        (["--budget", "0.5flops", "--seed", "4", "--out", str(started), "--resume"], "different settings (seed)"),
-        ([], "no budget"),
-    ]
-    assert len(cases) >= 20
+    return files
+
+
+BAD_INPUTS = [  # (flags, with {name} for a file of the bad_inputs fixture; a fragment of the one-line error)
+    ("--budget 0.25flop", "malformed budget"),
+    ("--budget 0.25", "malformed budget"),
+    ("--budget -3ms", "malformed budget"),
+    ("--budget 150%flops", "(0, 1]"),
+    ("--budget 0.5flops,0.5flops", "twice"),
+    ("--budget 0.5flops --weights {missing}.pt", "not found"),
+    ("--budget 0.5flops --weights {corrupt}", "not a readable"),
+    ("--budget 0.5flops --weights {evil}", "objects other than tensors"),
+    ("--budget 0.5flops --model vgg11", "do not fit"),
+    ("--budget 0.5flops --model nonet", "unknown model"),
+    ("--budget 0.5flops --data mnist-3d", "unknown dataset"),
+    ("--budget 0.0001flops", "infeasible"),
+    ("--budget 0.5flops --agent ppo", "unknown agent"),
+    ("--budget 0.5flops --agent sensitivity --evals 5", "needs at least"),
+    ("--budget 0.5flops --space nope", "unknown search space"),
+    ("--budget 0.5flops --out {file}", "is a file"),
+    ("--budget 0.5flops --out {missing} --resume", "nothing to resume"),
+    ("--config {bad_yaml}", "evals"),
+    ("--config {missing}.yaml", "not found"),
+    ("--config {bad_agent}", "agent ga: population"),
+    ("--budget 0.5flops --screen-images -5", "screen_images"),
+    ("--budget 0.5flops --workers 0", "workers"),
+    ("--budget 0.5flops --dashboard", "--workers 2 or more"),
+    ("--budget 0.5flops --address 127.0.0.1:1", "no Ray cluster answers"),
+    ("--budget 0.5flops --address nonsense", "not HOST:PORT"),
+    ("--budget 0.5flops --seed 4 --out {started} --resume", "different settings (seed)"),
+    ("", "no budget"),
+]
+
+
+@pytest.mark.parametrize(("flags", "fragment"), BAD_INPUTS, ids=[flags or "no flags" for flags, _ in BAD_INPUTS])
+def test_search_bad_input_is_one_line_exit_2_and_writes_nothing(bad_inputs: dict[str, Path], digits_weights: Path,
+                                                                tmp_path: Path, flags: str, fragment: str) -> None:
     workdir = tmp_path / "cwd"  # where a default run directory (runs/...) would appear
     workdir.mkdir()
-    for extra, fragment in cases:
-        base = ["--data", "digits", "--weights", str(digits_weights)]
-        done = subprocess.run(cli("search", *base, *extra), capture_output=True, text=True, timeout=600,
-                              cwd=workdir)
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (extra, done.stderr)
-    assert not (tmp_path / "fresh").exists() and not any(workdir.iterdir())  # nothing half-written
+    extra = [part.format(**bad_inputs) for part in flags.split()]
+    done = subprocess.run(cli("search", "--data", "digits", "--weights", str(digits_weights), *extra),
+                          capture_output=True, text=True, timeout=600, cwd=workdir)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], (extra, done.stderr)
+    assert not bad_inputs["missing"].exists() and not any(workdir.iterdir())  # nothing half-written
     assert not Path("/tmp/xq").exists()  # the malicious pickle never ran
-    assert sorted(p.name for p in started.iterdir()) == [  # the earlier run is untouched
+    assert sorted(p.name for p in bad_inputs["started"].iterdir()) == [  # the earlier run is untouched
         ".lock", "best.json", "candidates.png", "channels.png", "finalists.png", "finetune.json", "finetuned.pt",
         "model.pt2", "optuna.db", "progress.png", "report.md", "slim.pt", "store.sqlite"]
 

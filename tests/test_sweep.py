@@ -25,6 +25,7 @@ data: digits
 evals: 3
 heldout_images: 100
 recalibration_batches: 2
+finetune_epochs: 1
 """
 
 
