@@ -2,7 +2,7 @@
 PYTHON ?= python3
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo test lint wheel-check
+.PHONY: install data demo test lint wheel-check settings-docs
 
 install:
 	$(PYTHON) -m pip install -q -e ".[dev]"
@@ -41,3 +41,7 @@ wheel-check: data
 
 lint:
 	ruff check autoprune tests experiments
+
+# agents/*.yaml and docs/settings.md, produced from the settings models' fields (tests/test_settings_docs.py)
+settings-docs:
+	$(PYTHON) -c "from pathlib import Path; from autoprune.app.settings_docs import write_settings_docs as w; print(*w(Path('docs')), sep='\n')"

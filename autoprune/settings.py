@@ -14,19 +14,27 @@ from autoprune.errors import FileProblemError, InputError
 # The shipped search spaces and agent settings live inside the package, so that every install (wheel, sdist,
 # editable) carries them; the repository's top-level search_spaces/ and agents/ are links to these folders.
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# the keep levels every group is probed at for the sensitivity-threshold allocation, in the pipeline's baselines and
+# in the sensitivity searcher alike (one level alone lost 1.2 points at MobileNetV2 / 0.10 flops,
+# experiments/results/compare_pipeline.md)
+PROBE_LEVELS = (0.8, 0.6, 0.4, 0.2)
 
 
 class SpaceConfig(BaseModel):
     """Which channels a search may remove: keep-ratio bounds, channel rounding and the ranking criterion."""
 
     model_config = ConfigDict(extra="forbid")
-    min_keep: float = Field(0.05, gt=0, le=1)
-    max_keep: float = Field(1.0, gt=0, le=1)
-    round_to: int = Field(1, ge=1)
-    criterion: str = "l1"
-    criterion_batches: int = Field(8, ge=1)  # training batches of 64 images that data criteria are measured on
-    sensitivity: str | None = None  # a filter sensitivity CSV (autoprune sensitivity): raises each group's least keep
-    tolerance: float = Field(0.02, ge=0)  # ... to 1 - its largest level that cost at most this much score
+    min_keep: float = Field(0.05, gt=0, le=1, description="the least share of its channels a group keeps")
+    max_keep: float = Field(1.0, gt=0, le=1, description="the most share of its channels a group keeps")
+    round_to: int = Field(1, ge=1, description="channel counts are rounded to a multiple of this")
+    criterion: str = Field("l1", description="how channels are ranked: l1, l2, fpgm, bn_scale, slim, random, or "
+                                             "measured on data: apoz, mean_activation, taylor")
+    criterion_batches: int = Field(8, ge=1, description="training batches of 64 images that data criteria are "
+                                                        "measured on")
+    sensitivity: str | None = Field(None, description="a filter sensitivity CSV (autoprune sensitivity) that raises "
+                                                      "each group's least keep ...")
+    tolerance: float = Field(0.02, ge=0, description="... to 1 - its largest level that cost at most this much "
+                                                     "held-out score")
 
 
 class ScoringSettings(BaseModel):
@@ -34,63 +42,76 @@ class ScoringSettings(BaseModel):
     takes these and an experiment's settings include them."""
 
     model_config = ConfigDict(extra="forbid")
-    seed: int = 0  # the training batches' order (and, in an experiment, the searcher's seed)
-    heldout_images: int = Field(2000, ge=1)
-    recalibration_batches: int = Field(8, ge=0)
-    finetune_steps: int = Field(0, ge=0)  # SGD steps per candidate before it is scored
-    # the learning rate of the candidates' short fine-tunes (finetune_steps) and of the finalists' rungs; the
-    # final fine-tune has its own (finetune_lr)
-    candidate_lr: float = Field(0.01, gt=0)
-    screen_images: int = Field(0, ge=0)  # multi-fidelity screening slice (0: off)
-    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast while scoring candidates (off: exact fp32 scores)
-    # channels-last memory layout while scoring (auto: on CPUs, where it is faster; on or off to force it)
-    channels_last: Literal["auto", "on", "off"] = "auto"
-    # sensitivity probes of one group reuse its first probe's unchanged prefix (exact; off: every probe runs whole)
-    reuse_prefix: bool = True
+    seed: int = Field(0, description="the training batches' order, and in an experiment the searcher's seed")
+    heldout_images: int = Field(2000, ge=1, description="held-out images every candidate is scored on")
+    recalibration_batches: int = Field(8, ge=0, description="training batches BatchNorm statistics are "
+                                                            "re-estimated on before scoring")
+    finetune_steps: int = Field(0, ge=0, description="SGD steps each candidate is trained before it is scored")
+    candidate_lr: float = Field(0.01, gt=0, description="the learning rate of the candidates' short fine-tunes "
+                                                        "(finetune_steps) and of the finalists' rungs; the final "
+                                                        "fine-tune has its own (finetune_lr)")
+    screen_images: int = Field(0, ge=0, description="multi-fidelity screening: score each candidate on this many "
+                                                    "held-out images first (0: off)")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="autocast while scoring candidates (off: exact "
+                                                                   "fp32 scores)")
+    channels_last: Literal["auto", "on", "off"] = Field("auto", description="channels-last memory layout while "
+                                                                            "scoring (auto: on CPUs, where it is "
+                                                                            "faster)")
+    reuse_prefix: bool = Field(True, description="sensitivity probes of one group reuse its first probe's "
+                                                 "unchanged prefix (exact; off: every probe runs whole)")
 
 
 class ExperimentConfig(ScoringSettings):
     """One search: model, data, budget, searcher and evaluation settings (the scoring ones from ScoringSettings)."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str = "resnet20"
-    weights: str | None = None
-    data: str = "fashion-mnist"
-    data_dir: str | None = None
-    budget: str | None = None
-    agent: str = "anneal"
-    agent_config: dict[str, Any] = Field(default_factory=dict)
-    space: str = "default"
-    evals: int = Field(30, ge=1)  # the search's evaluations (the finalists and the fine-tune come after)
-    finalists: int = Field(3, ge=0)  # the search's best distinct policies re-ranked by short fine-tunes (0: off)
-    # successive halving: each rung's fine-tune, in epochs of the training split (Fashion-MNIST: 430 steps each)
-    finalist_rungs: list[float] = Field(default_factory=lambda: [0.1, 0.3])
-    finalist_eta: float = Field(3.0, gt=1)  # each rung keeps the best 1/eta of its finalists
-    finalist_baselines: bool = True  # uniform, global and isomorphic ranking compete as finalists too
-    # so does the sensitivity-threshold allocation: every group probed at these keep levels (and its least keep),
-    # one evaluation each ([]: off); the sensitivity searcher's levels (one level alone lost 1.2 points at
-    # MobileNetV2 / 0.10 flops, experiments/results/compare_pipeline.md)
-    finalist_sensitivity: list[float] = Field(default_factory=lambda: [0.8, 0.6, 0.4, 0.2])
-    # each rung continues its survivors' training from the last rung's weights (False: from the pruned weights)
-    finalist_continue: bool = True
-    finalist_distill: bool = False  # rung fine-tunes distil from the dense model
-    # the sensitivity allocation runs every rung and ships unless a finalist leads it at the last rung by more
-    # than this held-out score (0.005: half a point of accuracy, about the rungs' noise in compare_pipeline.md)
-    finalist_margin: float = Field(0.005, ge=0)
-    # an earlier run's directory whose sensitivity probes this run reuses (same model, data, seed and scoring; the
-    # budget and the search may differ): autoprune.run.probe_reuse
-    probes_from: str | None = None
-    finetune_epochs: int = Field(2, ge=0)  # after the search: fine-tune the winner this many epochs (0: off)
-    finetune_lr: float = Field(0.01, gt=0)  # the final fine-tune's peak learning rate (cosine schedule)
-    distill: bool = False  # fine-tune with knowledge distillation from the dense model
-    screen_eta: float = Field(3.0, gt=1)  # only the top 1/eta of screening scores get the full held-out split
-    screen_warmup: int = Field(10, ge=1)  # candidates always scored in full before screening starts
-    device: str = "auto"  # where this process computes: auto (CUDA when there is one), cpu, cuda or cuda:N
-    workers: int = Field(1, ge=1)  # evaluations in parallel; more than 1 (or an address) runs them on Ray
-    gpus_per_worker: float = Field(0.0, ge=0)  # each Ray worker's share of a GPU (0.25: four share one; 0: CPU)
-    address: str | None = None  # an existing Ray cluster (HOST:PORT or auto); default: a private local instance
-    dashboard: bool = False  # with a private local Ray instance: also start Ray's dashboard, on 127.0.0.1
-    out: str | None = None
+    model: str = Field("resnet20", description="a zoo name, a torchvision classifier or package.module:factory")
+    weights: str | None = Field(None, description="the dense model's checkpoint (default: the shipped one)")
+    data: str = Field("fashion-mnist", description="fashion-mnist, digits, cifar10 or imagefolder")
+    data_dir: str | None = Field(None, description="where the dataset's files are")
+    budget: str | None = Field(None, description="e.g. 0.25flops, 0.5params, 3ms, or several joined by commas")
+    agent: str = Field("anneal", description="the searcher: uniform, random, anneal, ga, tpe, ddpg or sensitivity")
+    agent_config: dict[str, Any] = Field(default_factory=dict, description="the searcher's settings "
+                                                                           "(agents/NAME.yaml)")
+    space: str = Field("default", description="search_spaces/NAME.yaml or a path")
+    evals: int = Field(30, ge=1, description="the search's evaluations (the finalists and the fine-tune come after)")
+    finalists: int = Field(3, ge=0, description="the search's best distinct policies re-ranked with the baselines' "
+                                                "by short fine-tunes (0: off, baselines included)")
+    finalist_rungs: list[float] = Field(default_factory=lambda: [0.1, 0.3],
+                                        description="successive halving: each rung's fine-tune, in epochs of the "
+                                                    "training split")
+    finalist_eta: float = Field(3.0, gt=1, description="each rung keeps the best 1/eta of its finalists")
+    finalist_baselines: bool = Field(True, description="uniform, global and isomorphic ranking compete as "
+                                                       "finalists too")
+    finalist_sensitivity: list[float] = Field(default_factory=lambda: list(PROBE_LEVELS),
+                                              description="so does the sensitivity-threshold allocation: every group "
+                                                          "probed at these keep levels and its least keep ([]: off)")
+    finalist_continue: bool = Field(True, description="each rung continues its survivors' training from the last "
+                                                      "rung's weights (false: from the pruned weights)")
+    finalist_distill: bool = Field(False, description="rung fine-tunes distil from the dense model")
+    # 0.005: half a point of accuracy, about the rungs' noise in compare_pipeline.md
+    finalist_margin: float = Field(0.005, ge=0, description="the sensitivity allocation ships unless a finalist "
+                                                            "leads it at the last rung by more than this held-out "
+                                                            "score")
+    probes_from: str | None = Field(None, description="an earlier run's directory whose sensitivity probes this run "
+                                                      "reuses (same model, data, seed and scoring)")
+    finetune_epochs: int = Field(2, ge=0, description="after the search: fine-tune the winner this many epochs "
+                                                      "(0: off)")
+    finetune_lr: float = Field(0.01, gt=0, description="the final fine-tune's peak learning rate (cosine schedule)")
+    distill: bool = Field(False, description="the final fine-tune distils from the dense model")
+    screen_eta: float = Field(3.0, gt=1, description="screening: only the top 1/eta of screening scores get the full "
+                                                     "held-out split")
+    screen_warmup: int = Field(10, ge=1, description="screening: candidates always scored in full before it starts")
+    device: str = Field("auto", description="where this process computes: auto (CUDA when there is one), cpu, cuda "
+                                            "or cuda:N")
+    workers: int = Field(1, ge=1, description="evaluations in parallel; more than 1 (or an address) runs them on Ray")
+    gpus_per_worker: float = Field(0.0, ge=0, description="each Ray worker's share of a GPU (0.25: four share one; "
+                                                          "0: CPU)")
+    address: str | None = Field(None, description="an existing Ray cluster (HOST:PORT or auto); default: a private "
+                                                  "local instance")
+    dashboard: bool = Field(False, description="with a private local Ray instance: also start Ray's dashboard, on "
+                                               "127.0.0.1")
+    out: str | None = Field(None, description="the run directory (default runs/<model>-<budget>-<agent>-s<seed>)")
 
     # how and where a run computes, not what it computes: a run may be resumed with these changed (more
     # evaluations, another device or cluster, another final fine-tune); every other field is in the resume check

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from autoprune.app.finalists import Finalist, FinalsOutcome, choose_finalists, policy_results, run_finalists
@@ -66,7 +65,7 @@ from autoprune.run.rung_states import RungStates
 from autoprune.run.store import PROBE_ORIGIN, TrialStore
 from autoprune.runtime import make_runtime
 from autoprune.runtime.checks import check_gpus_per_worker
-from autoprune.searchers import make_searcher
+from autoprune.searchers import AGENTS, make_searcher, searcher_class
 from autoprune.searchers.base import Proposal, Searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
 from autoprune.searchers.threshold import SensitivityThresholdSearcher
@@ -164,29 +163,26 @@ def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerpri
     """The sensitivity probes of the run in $probes_from (its finalists', or its sensitivity searcher's where it
     scored them as this run scores probes), checked to score this run's model (probe_reuse). They answer the
     finalists' probes, or with finalists off the sensitivity searcher's (those it scores alike)."""
-    if not (config.finalists and config.finalist_sensitivity) and not isinstance(searcher,
-                                                                               SensitivityThresholdSearcher):
+    if not (config.finalists and config.finalist_sensitivity) and searcher.probe_fidelity(
+            searcher.settings.model_dump()) is None:
         raise InputError("$probes_from reuses sensitivity probes, and this run probes nothing ($finalists=0 or no "
                          "$finalist_sensitivity levels, and $agent is not sensitivity): drop $probes_from")
     fidelity = _probe_fidelity()
 
     def searcher_probed_alike(stored: dict[str, Any]) -> bool:
-        """Whether that run's agent was the sensitivity searcher, scoring its probes as this run scores probes."""
-        if stored.get("agent") != SensitivityThresholdSearcher.name:
+        """Whether that run's searcher asked for probes, scoring them as this run scores probes."""
+        if stored.get("agent") not in AGENTS:
             return False
-        try:
-            theirs = SensitivityThresholdSearcher.Settings.model_validate(stored.get("agent_config") or {})
-        except ValidationError:  # settings of another version: not read as probes
-            return False
-        return theirs.probe_fidelity() == fidelity
+        return searcher_class(stored["agent"]).probe_fidelity(stored.get("agent_config") or {}) == fidelity
 
     return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size, fidelity,
                          searcher_probed_alike)
 
 
 def _probe_fidelity() -> Fidelity:
-    """How the finalists' sensitivity probes are scored (the sensitivity searcher's defaults: fewer images)."""
-    return SensitivityThresholdSearcher.Settings().probe_fidelity()
+    """How the finalists' sensitivity probes are scored: as the sensitivity searcher's defaults score them (fewer
+    images)."""
+    return SensitivityThresholdSearcher.probe_fidelity({})
 
 
 def _check_worker_devices(config: ExperimentConfig, device: torch.device) -> None:

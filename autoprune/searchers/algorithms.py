@@ -44,12 +44,15 @@ class AnnealSearcher(Searcher):
     name = "anneal"
 
     class Settings(SearcherSettings):
-        """Simulated annealing's hyper-parameters (documented in agents/anneal.yaml)."""
+        """Simulated annealing (autoprune.searchers.algorithms.AnnealSearcher). Starts from the uniform policy, or
+        from the best baseline's when the finalists are on."""
 
-        start_temperature: float = Field(0.05, gt=0)
-        cooling: float = Field(0.97, gt=0, lt=1)
-        step: float = Field(0.15, gt=0)
-        min_step: float = Field(0.02, gt=0)
+        start_temperature: float = Field(0.05, gt=0, description="in reward units: a move 0.05 worse is accepted "
+                                                                 "with probability 1/e at the start")
+        cooling: float = Field(0.97, gt=0, lt=1, description="temperature and step size shrink by this factor after "
+                                                             "each batch")
+        step: float = Field(0.15, gt=0, description="std of the Gaussian move on each group's keep ratio")
+        min_step: float = Field(0.02, gt=0, description="the step never shrinks below this")
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
         super().__init__(space, seed, **settings)

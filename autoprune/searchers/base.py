@@ -103,6 +103,12 @@ class Searcher(ABC):
         measurements rather than candidates (sensitivity probes), which may ask for fewer images and batches."""
         return CANDIDATE
 
+    @classmethod
+    def probe_fidelity(cls, settings: Mapping[str, Any]) -> Fidelity | None:
+        """How this searcher, with `settings`, scores the sensitivity probes it asks for; None when it asks none
+        (or the settings are not this version's)."""
+        return None
+
     def is_probe(self, note: Any) -> bool:
         """Whether the proposal with this note is a measurement (a sensitivity probe) rather than a candidate."""
         return False

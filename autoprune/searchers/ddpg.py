@@ -44,20 +44,30 @@ class DDPGSearcher(Searcher):
     name = "ddpg"
 
     class Settings(SearcherSettings):
-        """AMC's hyper-parameters (documented in agents/ddpg.yaml)."""
+        """AMC's DDPG agent (He et al. 2018) on stable-baselines3 (autoprune.searchers.ddpg.DDPGSearcher), one
+        CompressionEnv episode per evaluation. Defaults follow the AMC paper; the warm-up is scaled to 200
+        evaluations (AMC: 100 warm-up episodes of 400)."""
 
-        warmup_episodes: int = Field(50, ge=0)
-        noise_sigma: float = Field(0.5, gt=0)
-        noise_decay: float = Field(0.95, gt=0, le=1)
-        hidden: list[int] = Field(default_factory=lambda: [300, 300], min_length=1)
-        actor_lr: float = Field(1e-4, gt=0)
-        critic_lr: float = Field(1e-3, gt=0)
-        tau: float = Field(0.01, gt=0, le=1)
-        batch_size: int = Field(64, ge=1)
-        buffer_episodes: int = Field(100, ge=1)
-        discount: float = Field(1.0, ge=0, le=1)
-        baseline_alpha: float = Field(0.5, ge=0, lt=1)
-        fill_budget: bool = True
+        warmup_episodes: int = Field(50, ge=0, description="episodes with uniformly random pruning ratios before the "
+                                                           "actor acts")
+        noise_sigma: float = Field(0.5, gt=0, description="truncated-normal exploration noise around the actor's "
+                                                          "ratio")
+        noise_decay: float = Field(0.95, gt=0, le=1, description="the noise's sigma shrinks by this factor per "
+                                                                 "episode after the warm-up")
+        hidden: list[int] = Field(default_factory=lambda: [300, 300], min_length=1,
+                                  description="actor and critic hidden layers")
+        actor_lr: float = Field(1e-4, gt=0, description="the actor's learning rate")
+        critic_lr: float = Field(1e-3, gt=0, description="the critic's learning rate")
+        tau: float = Field(0.01, gt=0, le=1, description="soft target-network update")
+        batch_size: int = Field(64, ge=1, description="transitions per gradient step")
+        buffer_episodes: int = Field(100, ge=1, description="replay buffer size in episodes (times the number of "
+                                                            "groups in transitions)")
+        discount: float = Field(1.0, ge=0, le=1, description="the reward is shared by every step of an episode, "
+                                                             "undiscounted")
+        baseline_alpha: float = Field(0.5, ge=0, lt=1, description="moving-average reward baseline subtracted from "
+                                                                   "sampled rewards")
+        fill_budget: bool = Field(True, description="grow an episode's policy onto the budget boundary, as every "
+                                                    "searcher's is")
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
         super().__init__(space, seed, **settings)

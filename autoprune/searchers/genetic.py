@@ -29,18 +29,22 @@ class GeneticSearcher(Searcher):
     ask_ahead = None  # a generation is bred before any of it is evaluated: hand the whole of it to the workers
 
     class Settings(SearcherSettings):
-        """The GA's hyper-parameters (documented in agents/ga.yaml)."""
+        """Genetic algorithm on DEAP (autoprune.searchers.genetic.GeneticSearcher). The first generation is the
+        uniform policy plus random ones; children are clipped to the group bounds and projected onto the budget."""
 
-        population: int = Field(20, ge=2)
-        elite: int = Field(2, ge=0)
-        tournament: int = Field(3, ge=1)
-        crossover: Literal["sbx", "blend"] = "sbx"
-        crossover_prob: float = Field(0.9, ge=0, le=1)
-        sbx_eta: float = Field(15.0, gt=0)
-        blend_alpha: float = Field(0.3, ge=0)
-        mutation_prob: float = Field(0.5, ge=0, le=1)
-        mutation_sigma: float = Field(0.08, gt=0)
-        gene_mutation_prob: float = Field(0.3, ge=0, le=1)
+        population: int = Field(20, ge=2, description="individuals per generation (200 evaluations: about 11 "
+                                                      "generations)")
+        elite: int = Field(2, ge=0, description="best individuals copied unchanged (not re-evaluated)")
+        tournament: int = Field(3, ge=1, description="tournament size for parent selection")
+        crossover: Literal["sbx", "blend"] = Field("sbx", description="sbx (simulated binary, bounded) or blend")
+        crossover_prob: float = Field(0.9, ge=0, le=1, description="probability that a pair of parents is crossed")
+        sbx_eta: float = Field(15.0, gt=0, description="SBX distribution index: larger keeps children closer to "
+                                                       "their parents")
+        blend_alpha: float = Field(0.3, ge=0, description="blend crossover's alpha (used when crossover: blend)")
+        mutation_prob: float = Field(0.5, ge=0, le=1, description="probability that a child is mutated")
+        mutation_sigma: float = Field(0.08, gt=0, description="std of the Gaussian mutation of a keep ratio")
+        gene_mutation_prob: float = Field(0.3, ge=0, le=1, description="probability that each keep ratio of a "
+                                                                       "mutated child moves")
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
         super().__init__(space, seed, **settings)

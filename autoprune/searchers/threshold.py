@@ -24,15 +24,17 @@ exact, about 40 % less time).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from autoprune.bisection import bracket
 from autoprune.evaluation import CANDIDATE, Fidelity
 from autoprune.problem.space import SearchSpace
 from autoprune.searchers.base import Searcher, SearcherSettings, Told
+from autoprune.settings import PROBE_LEVELS
 
 PROBE_IMAGES = 1000
 PROBE_RECALIBRATION_BATCHES = 0  # as a candidate: fewer moved ResNet-20's allocation (probe_images.md)
@@ -45,14 +47,21 @@ class SensitivityThresholdSearcher(Searcher):
     ask_ahead = 4  # the probes do not depend on each other's results
 
     class Settings(SearcherSettings):
-        """The keep levels each group is probed at (documented in agents/sensitivity.yaml)."""
+        """Sensitivity analysis + one shared threshold (autoprune.searchers.threshold.SensitivityThresholdSearcher),
+        the allocation of NVIDIA ModelOpt's FastNAS and AIMET's greedy ratio selection. It evaluates the dense
+        model, then every group pruned alone to each level below (and to its least keep), then the one policy
+        whose shared score-drop threshold just meets the budget: 1 + groups x (levels + 1) + 1 evaluations
+        (ResNet-20: 62)."""
 
-        levels: list[float] = Field(default_factory=lambda: [0.8, 0.6, 0.4, 0.2])
-        # held-out images each probe is scored on (0: as many as a candidate); a probe's score drop is paired
-        # with the dense model's on the same images, so fewer images measure it well, at a fraction of the cost
-        probe_images: int = Field(PROBE_IMAGES, ge=0)
-        # training batches each probe re-estimates BatchNorm on (0: as many as a candidate; never more)
-        probe_recalibration_batches: int = Field(PROBE_RECALIBRATION_BATCHES, ge=0)
+        levels: list[float] = Field(default_factory=lambda: list(PROBE_LEVELS),
+                                    description="keep ratios each group is probed at")
+        # a probe's score drop is paired with the dense model's on the same images, so fewer images measure it
+        # well, at a fraction of the cost
+        probe_images: int = Field(PROBE_IMAGES, ge=0, description="held-out images each probe is scored on (0: "
+                                                                  "all, as a candidate is)")
+        probe_recalibration_batches: int = Field(PROBE_RECALIBRATION_BATCHES, ge=0,
+                                                 description="training batches each probe re-estimates BatchNorm "
+                                                             "on (0: as a candidate)")
 
         @field_validator("levels")
         @classmethod
@@ -105,6 +114,13 @@ class SensitivityThresholdSearcher(Searcher):
         """Probes (noted with their index) on `probe_images` held-out images and `probe_recalibration_batches`
         training batches; the allocated policy as any candidate."""
         return CANDIDATE if note is None else self.settings.probe_fidelity()
+
+    @classmethod
+    def probe_fidelity(cls, settings: Mapping[str, Any]) -> Fidelity | None:
+        try:
+            return cls.Settings.model_validate(dict(settings)).probe_fidelity()
+        except ValidationError:  # settings of another version: its probes are not known to score alike
+            return None
 
     def is_probe(self, note: int | None) -> bool:
         """Probes are noted with their index; the allocated policy with None."""

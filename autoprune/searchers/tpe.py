@@ -20,12 +20,15 @@ class TPESearcher(Searcher):
     name = "tpe"
 
     class Settings(SearcherSettings):
-        """TPE's hyper-parameters (documented in agents/tpe.yaml)."""
+        """Tree-structured Parzen estimator, Optuna's TPESampler (autoprune.searchers.tpe.TPESearcher). Suggestions
+        are projected onto the budget before evaluation."""
 
-        startup_trials: int = Field(20, ge=1)
-        ei_candidates: int = Field(24, ge=1)
-        multivariate: bool = True
-        constant_liar: bool = True
+        startup_trials: int = Field(20, ge=1, description="random suggestions before TPE's model is used")
+        ei_candidates: int = Field(24, ge=1, description="candidates drawn per suggestion to maximise expected "
+                                                         "improvement")
+        multivariate: bool = Field(True, description="model the groups' ratios jointly (better on coupled layers)")
+        constant_liar: bool = Field(True, description="batches (several workers): pending trials count as bad, so "
+                                                      "a batch spreads out")
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings) -> None:
         super().__init__(space, seed, **settings)

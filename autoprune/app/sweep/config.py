@@ -22,13 +22,15 @@ class SweepConfig(BaseModel):
     """The grid and the run directory; `weights` maps a model name to its checkpoint (default: shipped)."""
 
     model_config = ConfigDict(extra="forbid")
-    models: list[str] = Field(min_length=1)
-    budgets: list[str] = Field(min_length=1)
-    agents: list[str] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
-    out: str
-    weights: dict[str, str] = Field(default_factory=dict)
-    search: dict[str, Any] = Field(default_factory=dict)  # settings shared by every search
+    models: list[str] = Field(min_length=1, description="the grid's models")
+    budgets: list[str] = Field(min_length=1, description="the grid's budgets")
+    agents: list[str] = Field(min_length=1, description="the grid's searchers")
+    seeds: list[int] = Field(min_length=1, description="the grid's seeds")
+    out: str = Field(description="the sweep's directory; each search gets one inside it")
+    weights: dict[str, str] = Field(default_factory=dict, description="a model name's checkpoint (default: the "
+                                                                      "shipped one)")
+    search: dict[str, Any] = Field(default_factory=dict, description="settings shared by every search (the file's "
+                                                                     "other top-level keys)")
 
 
 _GRID_KEYS = frozenset(SweepConfig.model_fields) - {"search"}  # top-level keys of a sweep file

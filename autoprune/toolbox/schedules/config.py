@@ -23,23 +23,26 @@ from autoprune.settings import read_yaml, validated
 
 
 class ScheduleConfig(BaseModel):
-    """One pruning schedule; every field documented in autoprune/toolbox/schedules/config.py's docstring and README."""
+    """One pruning schedule: which pruner, what targets, when."""
 
     model_config = ConfigDict(extra="forbid")
 
-    pruner: Literal["level", "threshold", "sensitivity"] = "level"
-    targets: float | dict[str, float]
-    schedule: Literal["one_shot", "iterative", "agp", "lottery"] = "one_shot"
-    epochs: int = Field(1, ge=0)
-    unit: Literal["epoch", "step"] = "epoch"
-    start: int = Field(0, ge=0)
-    end: int | None = Field(None, ge=0)
-    frequency: int = Field(1, ge=1)
-    initial: float = Field(0.0, ge=0, lt=1)  # AGP's starting sparsity
-    rounds: int = Field(3, ge=1)  # iterative and lottery
-    rewind: Literal["init"] | int = "init"  # lottery: back to the starting weights, or to those after N epochs
-    lr: float = Field(0.01, gt=0)
-    images: int | None = Field(None, ge=1)  # training images per epoch (default: all)
+    pruner: Literal["level", "threshold", "sensitivity"] = Field(
+        "level", description="level (exact sparsity), threshold (|w| below) or sensitivity (s x the layer's std)")
+    targets: float | dict[str, float] = Field(description="one value for every conv/linear layer, or {layer name: "
+                                                          "value}")
+    schedule: Literal["one_shot", "iterative", "agp", "lottery"] = Field("one_shot", description="when to prune")
+    epochs: int = Field(1, ge=0, description="training epochs (per round for iterative and lottery)")
+    unit: Literal["epoch", "step"] = Field("epoch", description="what start, end and frequency count")
+    start: int = Field(0, ge=0, description="AGP: when pruning starts")
+    end: int | None = Field(None, ge=0, description="AGP: when it reaches the targets (default: the end of training)")
+    frequency: int = Field(1, ge=1, description="AGP: prune every this many units")
+    initial: float = Field(0.0, ge=0, lt=1, description="AGP's starting sparsity")
+    rounds: int = Field(3, ge=1, description="iterative and lottery: pruning rounds")
+    rewind: Literal["init"] | int = Field("init", description="lottery: back to the starting weights, or to those "
+                                                              "after N epochs")
+    lr: float = Field(0.01, gt=0, description="the training's learning rate")
+    images: int | None = Field(None, ge=1, description="training images per epoch (default: all)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ScheduleConfig:
