@@ -34,7 +34,7 @@ def read_run(run_dir: Path) -> tuple[RunSummary, list[Result]]:
     summary = read_summary(run_dir)
     if not (run_dir / STORE_NAME).is_file():
         raise RunDirectoryError(f"{str(run_dir)!r} has no {STORE_NAME}; the report needs the search's store")
-    trials = TrialStore(run_dir / STORE_NAME, read_only=True)
+    trials = TrialStore(run_dir / STORE_NAME)  # read-write: a read-only reader would leave WAL files behind
     try:
         return summary, trials.results("candidate")
     finally:
