@@ -35,12 +35,13 @@ def setup(trained_digits_resnet, digits, search_setup):
     ray.shutdown()
 
 
-def busy_workers() -> list[int]:
-    """PIDs of Ray worker processes evaluating right now (Ray names them in the process title)."""
+def evaluator_workers(title: bytes = b"EvaluatorActor") -> list[int]:
+    """PIDs of Ray's evaluator worker processes whose title holds `title` (Ray names the running method there:
+    `EvaluatorActor.evaluate` while evaluating)."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and b"EvaluatorActor.evaluate" in (entry / "cmdline").read_bytes():
+            if entry.name.isdigit() and title in (entry / "cmdline").read_bytes():
                 pids.append(int(entry.name))
         except OSError:
             continue
@@ -171,6 +172,7 @@ def test_two_workers_evaluate_batches_with_every_result_stored_once(setup, tmp_p
 
 def test_a_worker_killed_mid_search_has_its_evaluation_rerun(setup, tmp_path: Path) -> None:
     space, evaluator = setup
+    earlier = set(evaluator_workers())  # an earlier test's workers, still being torn down: not this runtime's
     runtime = RayRuntime(evaluator, workers=2)
     path = tmp_path / "s.sqlite"
     killed: list[int] = []
@@ -179,7 +181,7 @@ def test_a_worker_killed_mid_search_has_its_evaluation_rerun(setup, tmp_path: Pa
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
             if path.is_file() and len(TrialStore(path)) >= 2:
-                busy = busy_workers()
+                busy = [pid for pid in evaluator_workers(b"EvaluatorActor.evaluate") if pid not in earlier]
                 if busy:
                     os.kill(busy[0], signal.SIGKILL)
                     killed.append(busy[0])
