@@ -29,7 +29,7 @@ from compare_pipeline import Setting, final_finetune, sensitivity_search
 
 from autoprune.evaluation import policy_hash
 from autoprune.problem import SearchSpace
-from autoprune.searchers.threshold import drop_at
+from autoprune.problem.probes import drop_at
 
 RESULTS = Path(__file__).parent / "results"
 OUT_JSON, OUT_MD = RESULTS / "allocation_rule.json", RESULTS / "allocation_rule.md"

@@ -34,7 +34,7 @@ from autoprune.files import write_text
 from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
 from autoprune.searchers import make_searcher
-from autoprune.searchers.threshold import PROBE_IMAGES
+from autoprune.settings import PROBE_IMAGES
 
 RESULTS = Path(__file__).parent / "results"
 JSON, MD = RESULTS / "prefix_reuse.json", RESULTS / "prefix_reuse.md"

@@ -43,7 +43,7 @@ from autoprune.models import example_input, load_model
 from autoprune.problem import SearchSpace
 from autoprune.searchers import make_searcher
 from autoprune.searchers.baselines import sensitivity_policy
-from autoprune.searchers.threshold import PROBE_IMAGES
+from autoprune.settings import PROBE_IMAGES
 from autoprune.training import accuracy
 
 RESULTS = Path(__file__).parent / "results"

@@ -21,12 +21,12 @@ import autoprune
 from autoprune.app.finalists import Finalist, choose_finalists, run_finalists
 from autoprune.app.loop import run_search
 from autoprune.evaluation import CANDIDATE, Fidelity, TrainedState, policy_hash
+from autoprune.problem.probes import drop_at, least_keep
 from autoprune.run.rung_states import RungStates
 from autoprune.run.store import TrialStore
 from autoprune.runtime.local import InProcessRuntime
 from autoprune.searchers import make_searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
-from autoprune.searchers.threshold import drop_at, least_keep
 from tests.processes import wait_for
 
 
@@ -82,7 +82,7 @@ def test_least_keep_follows_the_monotone_drop_curve_down_to_the_threshold() -> N
 def test_sensitivity_threshold_searcher_probes_every_group_then_allocates_one_threshold(setup, tmp_path) -> None:
     space, evaluator = setup
     searcher = make_searcher("sensitivity", space, levels=[0.6, 0.3])
-    probes = 1 + sum(len(levels) for levels in searcher.levels)
+    probes = 1 + sum(len(levels) for levels in searcher.table.levels)
     outcome = run_search(searcher, evaluator, TrialStore(tmp_path / "s.sqlite"), evals=probes + 5, batch_size=4)
     assert outcome.evaluations == probes + 1 and searcher.done
     assert outcome.best.policy == pytest.approx(searcher.final) and outcome.best.feasible

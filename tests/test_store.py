@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from autoprune.evaluation import Result
-from autoprune.run.store import PROBE_ORIGIN, TrialStore
+from autoprune.problem.probes import probe_origin
+from autoprune.run.store import TrialStore
 
 
 def result(index: int, train_steps: int = 0) -> Result:
@@ -21,7 +22,7 @@ def result(index: int, train_steps: int = 0) -> Result:
 def fill(store: TrialStore) -> None:
     """A sensitivity searcher's run with finalists: probes and baselines before it, its probes and allocation, a
     rung after it."""
-    store.add_trained(result(0), f"{PROBE_ORIGIN} 0", "probe")
+    store.add_trained(result(0), probe_origin(0), "probe")
     store.add_trained(result(1), "uniform", "baseline")
     store.add(result(2), "sensitivity", 0, "probe")
     store.add(result(3), "sensitivity", 0, "probe")

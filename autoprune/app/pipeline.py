@@ -41,6 +41,7 @@ from autoprune.evaluation.screening import Screening
 from autoprune.models import example_input, load_model
 from autoprune.models.slim_checkpoint import save_slim
 from autoprune.problem import SearchSpace
+from autoprune.problem.probes import FINGERPRINT_KEY, PROBE_FIDELITY, model_fingerprint, probe_origin
 from autoprune.run.directory import (
     LOCK_NAME,
     OPTUNA_NAME,
@@ -59,16 +60,15 @@ from autoprune.run.directory import (
 )
 from autoprune.run.export import export_model
 from autoprune.run.optuna_export import export_study
-from autoprune.run.probe_reuse import FINGERPRINT_KEY, model_fingerprint, reused_probes
+from autoprune.run.probe_reuse import reused_probes
 from autoprune.run.report import write_run_report
 from autoprune.run.rung_states import RungStates
-from autoprune.run.store import PROBE_ORIGIN, TrialStore
+from autoprune.run.store import TrialStore
 from autoprune.runtime import make_runtime
 from autoprune.runtime.checks import check_gpus_per_worker
 from autoprune.searchers import AGENTS, make_searcher, searcher_class
 from autoprune.searchers.base import Proposal, Searcher
 from autoprune.searchers.baselines import baseline_policies, sensitivity_policy
-from autoprune.searchers.threshold import SensitivityThresholdSearcher
 from autoprune.settings import ExperimentConfig, SpaceConfig, load_space, validated
 from autoprune.signals import acknowledge, signal_number
 from autoprune.toolbox.finetune import FinetuneOutcome, finetune, save_finetuned
@@ -167,7 +167,7 @@ def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerpri
             searcher.settings.model_dump()) is None:
         raise InputError("$probes_from reuses sensitivity probes, and this run probes nothing ($finalists=0 or no "
                          "$finalist_sensitivity levels, and $agent is not sensitivity): drop $probes_from")
-    fidelity = _probe_fidelity()
+    fidelity = PROBE_FIDELITY
 
     def searcher_probed_alike(stored: dict[str, Any]) -> bool:
         """Whether that run's searcher asked for probes, scoring them as this run scores probes."""
@@ -177,12 +177,6 @@ def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerpri
 
     return reused_probes(config.probes_from, settings, fingerprint, evaluator, [1.0] * space.size, fidelity,
                          searcher_probed_alike)
-
-
-def _probe_fidelity() -> Fidelity:
-    """How the finalists' sensitivity probes are scored: as the sensitivity searcher's defaults score them (fewer
-    images)."""
-    return SensitivityThresholdSearcher.probe_fidelity({})
 
 
 def _check_worker_devices(config: ExperimentConfig, device: torch.device) -> None:
@@ -299,7 +293,7 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         try:
             # with finalists off, another run's probes ($probes_from) answer the sensitivity searcher's directly
             probed = (ProbeResults() if config.finalists else
-                      ProbeResults(_probe_fidelity(), dict(prepared.reused_probes)))
+                      ProbeResults(PROBE_FIDELITY, dict(prepared.reused_probes)))
             baselines = _score_baselines(prepared, runtime, store, on_baseline, probed) if config.finalists else {}
             start = _best_of(baselines.values())
             if start is not None:  # the search starts from the best allocation a user would try first
@@ -375,7 +369,7 @@ def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore, on_ba
     policies = baseline_policies(prepared.space) if config.finalist_baselines else {}
     if config.finalist_sensitivity:
         def probe_scores(probes: list[list[float]], fidelity: Fidelity) -> list[float]:
-            named = {f"{PROBE_ORIGIN} {i}": p for i, p in enumerate(probes)}
+            named = {probe_origin(i): p for i, p in enumerate(probes)}
             results = policy_results(named, runtime, store, on_baseline, fidelity, known=prepared.reused_probes,
                                      kind="probe")
             probed.fidelity = fidelity

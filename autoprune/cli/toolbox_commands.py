@@ -9,6 +9,7 @@ import typer
 
 from autoprune.cli.app import DataDirOpt, DataOpt, DeviceOpt, ModelOpt, WeightsOpt, app
 from autoprune.errors import InputError
+from autoprune.settings import PROBE_IMAGES, PROBE_LEVELS
 
 
 def _parse_targets(text: str | None) -> float | dict[str, float] | None:
@@ -101,32 +102,48 @@ def sensitivity(
     data: DataOpt = "fashion-mnist",
     data_dir: DataDirOpt = None,
     sense: Annotated[str, typer.Option(help="filter (channel groups) or element (weights)")] = "filter",
-    levels: Annotated[str, typer.Option(help="sparsity levels START:STOP:STEP or a comma list")] = "0.0:0.95:0.05",
-    criterion: Annotated[str, typer.Option(help="filter ranking (see `autoprune prune`)")] = "l1",
-    heldout_images: Annotated[int, typer.Option(min=1, help="held-out images each point is scored on")] = 2000,
+    levels: Annotated[str, typer.Option(help="keep ratios: a comma list or START:STOP:STEP, e.g. 0.95:0.05:0.05")
+                      ] = ",".join(str(v) for v in PROBE_LEVELS),
+    space: Annotated[str, typer.Option(help="search space (name or YAML): its criterion, rounding and least keep")
+                     ] = "default",
+    criterion: Annotated[str | None, typer.Option(help="filter ranking, instead of the space's (see `autoprune "
+                                                       "prune`)")] = None,
+    heldout_images: Annotated[int, typer.Option(min=1, help="held-out images (element: each point is scored on "
+                                                            "them; filter: as a search's candidates)")] = 2000,
+    probe_images: Annotated[int, typer.Option(min=0, help="filter: held-out images each probe is scored on, as the "
+                                                          "sensitivity searcher's (0: all)")] = PROBE_IMAGES,
+    recalibration_batches: Annotated[int, typer.Option(min=0, help="filter: training batches BatchNorm is "
+                                                                   "re-estimated on")] = 8,
+    seed: Annotated[int, typer.Option(help="the recalibration batches' order")] = 0,
     out: Annotated[Path, typer.Option(help="directory for sensitivity_<sense>.csv and .png")] = Path("sensitivity"),
     device: DeviceOpt = "auto",
 ) -> None:
-    """Prune each layer alone at each level and score it: a CSV and a plot; the CSV can bound a search."""
+    """Prune each group (or layer) alone to each keep ratio and score it: the sensitivity searcher's drop table as
+    a CSV and a plot; the CSV can bound a search."""
     from rich.console import Console
 
     from autoprune.data import load_data
     from autoprune.device import resolve_device
     from autoprune.models import load_model
+    from autoprune.settings import load_space
     from autoprune.toolbox.sensitivity import parse_levels, sensitivity_analysis, write_sensitivity
 
     if out.is_file():
         raise InputError(f"--out {str(out)!r} is a file; give a directory")
     if sense not in ("filter", "element"):
         raise InputError(f"--sense must be filter or element, got {sense!r}")
-    steps = parse_levels(levels)
+    keeps = parse_levels(levels)
+    space_config = load_space(space)
+    if criterion is not None:
+        space_config = space_config.model_copy(update={"criterion": criterion})
     target = resolve_device(device)
     bundle = load_data(data, data_dir)
     net, _ = load_model(model, bundle.in_channels, bundle.num_classes, bundle.name, weights, require_weights=True)
     net.to(target)
     console = Console()
-    rows = sensitivity_analysis(net, bundle, sense, steps, criterion, heldout_images, on_row=lambda r: console.print(
-        f"{r.layer:<28} sparsity {r.sparsity:.2f}  score {r.score:.4f}  loss {r.loss:.4f}"))
+    rows = sensitivity_analysis(net, bundle, sense, keeps, space_config, heldout_images, recalibration_batches, seed,
+                                probe_images, on_row=lambda r: console.print(
+                                    f"{r.layer:<28} keep {r.keep:.2f}  score {r.score:.4f}  drop {r.drop:+.4f}"))
     table, figure = write_sensitivity(rows, out)
     hint = f"; bound a search with `sensitivity: {table}` in a search space" if sense == "filter" else ""
     console.print(f"wrote {table} and {figure}{hint}")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from autoprune.errors import RunDirectoryError
 from autoprune.evaluation import Result
+from autoprune.problem.probes import was_probe
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -55,14 +56,12 @@ CREATE TABLE IF NOT EXISTS trained_evaluations (
 # What a stored evaluation is: a search's candidate, a sensitivity probe (one group pruned alone: a measurement,
 # never a run's best), a baseline's policy scored before the search, or a finalist's rung (after training steps).
 Kind = Literal["candidate", "probe", "baseline", "rung"]
-PROBE_ORIGIN = "sensitivity probe"  # a probe scored before the search is stored as "sensitivity probe <index>"
-# The kinds of rows written before the column existed: the sensitivity searcher's evaluations but its last (its
-# allocation, asked once every probe was scored) are probes; before the search, probes are told apart by origin.
+# The kinds of rows written before the column existed (which of them were probes: autoprune.problem.probes).
 _EARLIER_KINDS = {
-    "evaluations": ("CASE WHEN searcher = 'sensitivity' AND seq < (SELECT MAX(seq) FROM evaluations) "
+    "evaluations": ("CASE WHEN was_probe(searcher, NULL, seq = (SELECT MAX(seq) FROM evaluations)) "
                     "THEN 'probe' ELSE 'candidate' END"),
-    "trained_evaluations": (f"CASE WHEN train_steps > 0 THEN 'rung' WHEN origin LIKE '{PROBE_ORIGIN}%' "
-                            "THEN 'probe' ELSE 'baseline' END"),
+    "trained_evaluations": "CASE WHEN train_steps > 0 THEN 'rung' WHEN was_probe(NULL, origin, 0) THEN 'probe' "
+                           "ELSE 'baseline' END",
 }
 
 
@@ -79,6 +78,8 @@ class TrialStore:
                 self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()
             else:
                 self._db = sqlite3.connect(self.path)
+            self._db.create_function("was_probe", 3, was_probe, deterministic=True)
+            if not read_only:
                 self._db.executescript(_SCHEMA)
                 self._upgrade()
                 self._db.execute("PRAGMA journal_mode=WAL")

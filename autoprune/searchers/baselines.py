@@ -18,8 +18,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from autoprune.bisection import bracket
+from autoprune.evaluation import Fidelity
+from autoprune.problem.probes import PROBE_FIDELITY, ProbeTable
 from autoprune.problem.space import SearchSpace
-from autoprune.searchers.threshold import SensitivityThresholdSearcher
+from autoprune.settings import PROBE_LEVELS
 
 BASELINES = ("uniform", "global", "isomorphic")
 
@@ -48,14 +50,13 @@ def baseline_policies(space: SearchSpace) -> dict[str, list[float]]:
             "isomorphic": isomorphic_ranking_policy(space)}
 
 
-def sensitivity_policy(space: SearchSpace, score: Callable[[list[list[float]], dict[str, int]], list[float]],
-                       levels: Sequence[float] | None = None) -> list[float]:
-    """The sensitivity-threshold allocation (the `sensitivity` searcher's policy: same probes, at its default
-    keep levels unless `levels` are given, and same threshold); `score(policies, fidelity)` returns the held-out
-    score of each probe evaluated at `fidelity` (a probe's fewer images and recalibration batches:
-    `evaluator(policy, fidelity)`), e.g. on the search's runtime."""
-    allocator = SensitivityThresholdSearcher(space, **({} if levels is None else {"levels": list(levels)}))
-    return allocator.allocate_from(score([list(p) for p in allocator.probes], allocator.fidelity_for(0)))
+def sensitivity_policy(space: SearchSpace, score: Callable[[list[list[float]], Fidelity], list[float]],
+                       levels: Sequence[float] = PROBE_LEVELS) -> list[float]:
+    """The sensitivity-threshold allocation (the `sensitivity` searcher's policy at its default settings: the
+    same probe table and threshold, autoprune.problem.probes); `score(policies, fidelity)` returns the held-out
+    score of each probe evaluated at `fidelity` (`evaluator(policy, fidelity)`), e.g. on the search's runtime."""
+    table = ProbeTable(space, levels)
+    return table.allocate(score([list(p) for p in table.probes], PROBE_FIDELITY))
 
 
 def _ranked_policy(space: SearchSpace, scope_of_group: list[int]) -> list[float]:
