@@ -79,6 +79,6 @@ def test_every_search_flag_is_a_setting_and_its_help_states_the_settings_default
     from autoprune.settings import ExperimentConfig
 
     flags = set(inspect.signature(search).parameters) - {"config", "resume"}  # the file and the mode, not settings
-    assert flags <= set(ExperimentConfig.model_fields), flags - set(ExperimentConfig.model_fields)
+    assert flags <= ExperimentConfig.flat_names(), flags - ExperimentConfig.flat_names()
     shown = run("search", "--help").stdout
     assert f"(default {ExperimentConfig().evals})" in shown and "default fashion-mnist" in shown

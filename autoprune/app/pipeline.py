@@ -127,7 +127,7 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
                               require_weights=True)
     _check_worker_devices(config, device)
     model.to(device).eval()
-    if config.finalists or config.finetune_epochs or config.finetune_steps:
+    if config.finalists.count or config.finetune.epochs or config.finetune_steps:
         _check_trainable(model, bundle, loss)
     batches = (list(bundle.loader("train", batch_size=64, limit=64 * space_config.criterion_batches))
                if needs_data(space_config.criterion) else None)  # apoz, mean_activation, taylor
@@ -163,7 +163,7 @@ def _reused_probes(config: ExperimentConfig, settings: dict[str, Any], fingerpri
     """The sensitivity probes of the run in $probes_from (its finalists', or its sensitivity searcher's where it
     scored them as this run scores probes), checked to score this run's model (probe_reuse). They answer the
     finalists' probes, or with finalists off the sensitivity searcher's (those it scores alike)."""
-    if not (config.finalists and config.finalist_sensitivity) and searcher.probe_fidelity(
+    if not (config.finalists.count and config.finalists.sensitivity) and searcher.probe_fidelity(
             searcher.settings.model_dump()) is None:
         raise InputError("$probes_from reuses sensitivity probes, and this run probes nothing ($finalists=0 or no "
                          "$finalist_sensitivity levels, and $agent is not sensitivity): drop $probes_from")
@@ -289,19 +289,20 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
         store_dir = prepared.run_dir or Path(scratch)
         store = TrialStore(store_dir / STORE_NAME)
         store.set_run_config({**prepared.run_settings, FINGERPRINT_KEY: prepared.fingerprint})
-        screening = Screening(config.screen_eta, config.screen_warmup) if config.screen_images else None
+        screening = Screening(config.screening.eta, config.screening.warmup) if config.screening.images else None
         try:
             # with finalists off, another run's probes ($probes_from) answer the sensitivity searcher's directly
-            probed = (ProbeResults() if config.finalists else
+            probed = (ProbeResults() if config.finalists.count else
                       ProbeResults(PROBE_FIDELITY, dict(prepared.reused_probes)))
-            baselines = _score_baselines(prepared, runtime, store, on_baseline, probed) if config.finalists else {}
+            if config.finalists.count:
+                baselines = _score_baselines(prepared, runtime, store, on_baseline, probed)
             start = _best_of(baselines.values())
             if start is not None:  # the search starts from the best allocation a user would try first
                 prepared.searcher.start_from([start.policy])
             best = run_search(prepared.searcher, runtime, store, config.evals, on_result=on_result,
                               screening=screening, known=probed.answer).best
             search = _search_record(store, config.agent, next((n for n, r in baselines.items() if r is start), None))
-            if best is not None and config.finalists:
+            if best is not None and config.finalists.count:
                 finals = _run_finals(prepared, runtime, store, baselines, on_finalist)
                 best = finals.winner.result
         except KeyboardInterrupt as signalled:  # Ctrl-C (or SIGTERM, see autoprune.signals): keep what finished
@@ -315,7 +316,7 @@ def _execute(prepared: PreparedSearch, on_result: Callable[[Result, Result | Non
             export_study(store.results(), [g.name for g in prepared.analysis.groups],
                          prepared.run_dir / OPTUNA_NAME, study_name=prepared.run_dir.name)
         store.close()
-    stages = RunStages(baselines, len(probed.results) if config.finalists else 0, search)
+    stages = RunStages(baselines, len(probed.results) if config.finalists.count else 0, search)
     if stop is not None:
         if best is not None:
             finish_search(prepared, best, interrupted=True, stages=stages)
@@ -366,8 +367,8 @@ def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore, on_ba
     (free to compute) and the sensitivity-threshold allocation (its probes scored first, and kept in `probed`),
     as configured; stored among the finalists' evaluations, so a resumed run reads them back."""
     config = prepared.config
-    policies = baseline_policies(prepared.space) if config.finalist_baselines else {}
-    if config.finalist_sensitivity:
+    policies = baseline_policies(prepared.space) if config.finalists.baselines else {}
+    if config.finalists.sensitivity:
         def probe_scores(probes: list[list[float]], fidelity: Fidelity) -> list[float]:
             named = {probe_origin(i): p for i, p in enumerate(probes)}
             results = policy_results(named, runtime, store, on_baseline, fidelity, known=prepared.reused_probes,
@@ -376,7 +377,7 @@ def _score_baselines(prepared: PreparedSearch, runtime, store: TrialStore, on_ba
             probed.results.update({r.policy_hash: r for r in results.values()})
             return [r.score for r in results.values()]
 
-        policies["sensitivity"] = sensitivity_policy(prepared.space, probe_scores, config.finalist_sensitivity)
+        policies["sensitivity"] = sensitivity_policy(prepared.space, probe_scores, config.finalists.sensitivity)
     return policy_results(policies, runtime, store, on_baseline)
 
 
@@ -390,11 +391,11 @@ def _run_finals(prepared: PreparedSearch, runtime, store: TrialStore, baselines:
     """The search's top distinct architectures and the baselines' policies through successive halving over short
     fine-tunes, the sensitivity allocation as the incumbent (autoprune.app.finalists)."""
     config = prepared.config
-    finalists = choose_finalists(store.results("candidate"), config.finalists, baselines)
-    states = RungStates(store.path.parent / RUNG_STATES_NAME) if config.finalist_continue else None
-    outcome = run_finalists(finalists, runtime, store, rung_steps(config.finalist_rungs, prepared.data),
-                            config.finalist_eta, on_finalist, incumbent="sensitivity", margin=config.finalist_margin,
-                            continue_rungs=states, distill=config.finalist_distill)
+    finalists = choose_finalists(store.results("candidate"), config.finalists.count, baselines)
+    states = RungStates(store.path.parent / RUNG_STATES_NAME) if config.finalists.continue_rungs else None
+    outcome = run_finalists(finalists, runtime, store, rung_steps(config.finalists.rungs, prepared.data),
+                            config.finalists.eta, on_finalist, incumbent="sensitivity", margin=config.finalists.margin,
+                            continue_rungs=states, distill=config.finalists.distill)
     if states is not None:
         states.clear()
     return outcome
@@ -413,7 +414,7 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
     (slim.pt: the pruned model; finetuned.pt; model.pt2: the delivered model, fine-tuned when it was; best.json,
     report.md)."""
     analysis, evaluator, data = prepared.analysis, prepared.evaluator, prepared.data
-    finetune_epochs = 0 if interrupted else prepared.config.finetune_epochs
+    finetune_epochs = 0 if interrupted else prepared.config.finetune.epochs
     slim = evaluator.build(best.policy)
     slim_before = copy.deepcopy(slim) if finetune_epochs else slim
     x = analysis.example_input
@@ -440,8 +441,8 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
                                                                                      interrupted))
     tuned = None
     if finetune_epochs:
-        teacher = analysis.model if prepared.config.distill else None
-        tuned = finetune(slim, data, finetune_epochs, lr=prepared.config.finetune_lr, teacher=teacher,
+        teacher = analysis.model if prepared.config.finetune.distill else None
+        tuned = finetune(slim, data, finetune_epochs, lr=prepared.config.finetune.lr, teacher=teacher,
                          seed=prepared.config.seed, loss=evaluator.loss,
                          metric=None if default_metric else evaluator.metric)
         summary.finetuned = FinetunedScores(epochs=finetune_epochs, heldout_score=tuned.best_heldout,

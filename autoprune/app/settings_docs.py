@@ -20,17 +20,16 @@ from autoprune.toolbox.schedules.config import ScheduleConfig
 
 WIDTH = 118
 VALUE_COLUMN = 26  # where an agent file's comments start
-# ExperimentConfig's fields by family, in the order docs/settings.md lists them; a new field must join one
-FAMILIES: dict[str, tuple[str, ...]] = {
+# ExperimentConfig's sections in the order docs/settings.md lists them: top-level fields, or a nested family
+# (ExperimentConfig.FAMILIES) with the top-level fields that belong beside it; a new field must join one
+SECTIONS: dict[str, tuple[str, ...]] = {
     "What to search": ("model", "weights", "data", "data_dir", "budget", "agent", "agent_config", "space", "evals",
                        "seed"),
     "Scoring every candidate": ("heldout_images", "recalibration_batches", "finetune_steps", "candidate_lr", "amp",
                                 "channels_last", "reuse_prefix"),
-    "Screening": ("screen_images", "screen_eta", "screen_warmup"),
-    "Baselines and finalists": ("finalists", "finalist_rungs", "finalist_eta", "finalist_baselines",
-                                "finalist_sensitivity", "finalist_continue", "finalist_distill", "finalist_margin",
-                                "probes_from"),
-    "The final fine-tune": ("finetune_epochs", "finetune_lr", "distill"),
+    "Screening": ("screening",),
+    "Baselines and finalists": ("finalists", "probes_from"),
+    "The final fine-tune": ("finetune",),
     "Where it runs": ("device", "workers", "gpus_per_worker", "address", "dashboard", "out"),
 }
 
@@ -78,21 +77,37 @@ def _table(model: type[BaseModel], fields: tuple[str, ...] | None = None) -> lis
     return rows
 
 
+def _experiment_table(fields: tuple[str, ...]) -> list[str]:
+    """An experiment section's settings: a family's as `family.field` (with its flat name), the rest as they are."""
+    rows = ["| setting | default | what it does |", "|---|---|---|"]
+    for name in fields:
+        family = ExperimentConfig.FAMILIES.get(name)
+        if family is None:
+            rows += _table(ExperimentConfig, (name,))[2:]
+            continue
+        for field, info in family.model_fields.items():
+            default = _value(info.get_default(call_default_factory=True))
+            rows.append(f"| `{name}.{field}` (`{family.FLAT[field]}`) | `{default}` | {info.description} |")
+    return rows
+
+
 def settings_markdown() -> str:
     """docs/settings.md."""
-    unplaced = set(ExperimentConfig.model_fields) - {f for fields in FAMILIES.values() for f in fields}
+    unplaced = set(ExperimentConfig.model_fields) - {f for fields in SECTIONS.values() for f in fields}
     if unplaced:
-        raise ValueError(f"ExperimentConfig fields without a family in FAMILIES: {sorted(unplaced)}")
+        raise ValueError(f"ExperimentConfig fields without a section in SECTIONS: {sorted(unplaced)}")
     lines = ["# Settings", "",
              "Produced from the settings models by `make settings-docs` (autoprune/app/settings_docs.py); a test "
              "keeps this page equal to them.", "",
              "## A search", "",
              "Experiment files (`autoprune search --config FILE`) and `autoprune.search(...)` keywords take every "
-             "setting below; command-line flags, where one exists (`finetune_epochs`: `--finetune-epochs`), "
-             f"override the file. {_summary(ExperimentConfig)} Scoring settings also configure an `Evaluator`: "
-             f"{', '.join(f'`{f}`' for f in ScoringSettings.model_fields)}.", ""]
-    for family, fields in FAMILIES.items():
-        lines += [f"### {family}", "", *_table(ExperimentConfig, fields), ""]
+             "setting below. A family's settings nest under its name in a file (`finalists: {count: 3, rungs: "
+             "[0.1, 0.3]}`) or go flat by the name in brackets, which `autoprune.search(...)` keywords and stored "
+             "run settings use; command-line flags, where one exists (`finetune_epochs`: `--finetune-epochs`), "
+             f"override the file. {_summary(ExperimentConfig)} The scoring settings and `screening.images` also "
+             f"configure an `Evaluator`: {', '.join(f'`{f}`' for f in ScoringSettings.model_fields)}.", ""]
+    for section, fields in SECTIONS.items():
+        lines += [f"### {section}", "", *_experiment_table(fields), ""]
     lines += ["## Search spaces", "", f"`search_spaces/NAME.yaml`, chosen with `--space`. {_summary(SpaceConfig)}",
               "", *_table(SpaceConfig), "",
               "## Searchers", "", "`agent_config:` in an experiment file (or `agent_config=` in Python); the "

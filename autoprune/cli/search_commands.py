@@ -46,12 +46,12 @@ def search(
                                                    "local Ray instance's dashboard, on 127.0.0.1")] = None,
     finalists: Annotated[int | None, typer.Option(
         help="score the baselines' policies, start the search from the best, then re-rank its best N distinct "
-             f"policies with the baselines' by short fine-tunes (default {DEFAULTS.finalists}; 0: off)")] = None,
+             f"policies with the baselines' by short fine-tunes (default {DEFAULTS.finalists.count}; 0: off)")] = None,
     probes_from: Annotated[Path | None, typer.Option(
         help="reuse the sensitivity probes of this earlier run's directory (the same model, data, seed and scoring; "
              "another budget or searcher)")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(
-        help=f"after the search, fine-tune the winner this many epochs (default {DEFAULTS.finetune_epochs}; "
+        help=f"after the search, fine-tune the winner this many epochs (default {DEFAULTS.finetune.epochs}; "
              "0: off)")] = None,
     distill: Annotated[bool | None, typer.Option("--distill", help="fine-tune with distillation from the dense "
                                                                    "model")] = None,

@@ -48,7 +48,7 @@ def probe_leaders(config: SweepConfig, grid: list[SweepPoint]) -> dict[SweepPoin
     first: dict[tuple[str, int], SweepPoint] = {}
     for point in grid:
         settings = point_config(config, point)
-        if not (settings.finalists and settings.finalist_sensitivity) or settings.probes_from:
+        if not (settings.finalists.count and settings.finalists.sensitivity) or settings.probes_from:
             continue
         leader = first.setdefault((point.model, point.seed), point)
         if leader != point:
