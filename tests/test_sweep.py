@@ -26,6 +26,8 @@ evals: 3
 heldout_images: 100
 recalibration_batches: 2
 finetune_epochs: 1
+finalists: 2
+finalist_sensitivity: [0.5]
 """
 
 

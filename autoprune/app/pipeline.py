@@ -211,9 +211,8 @@ def _check_same_settings(run_dir: Path, settings: dict[str, Any], fingerprint: s
     run's (where it stored their fingerprint). A setting the run's version of autoprune did not have yet is
     compared with the value that run behaved as: its default, or its BEFORE_ADDED value."""
     stored = TrialStore(run_dir / STORE_NAME).run_config()
-    fields = ExperimentConfig.model_fields
-    known = {**{k: fields[k].get_default(call_default_factory=True) for k in settings if k in fields},
-             **ExperimentConfig.BEFORE_ADDED, **stored}
+    defaults = ExperimentConfig().flat()
+    known = {**{k: defaults[k] for k in settings if k in defaults}, **ExperimentConfig.BEFORE_ADDED, **stored}
     changed = sorted(k for k in settings if k in known and known[k] != settings[k])
     if stored.get(FINGERPRINT_KEY, fingerprint) != fingerprint:
         changed.append("the model's weights")

@@ -71,7 +71,7 @@ def search(
     from autoprune.signals import sigterm_interrupts
 
     overrides = {name: str(value) if isinstance(value, Path) else value  # each flag is named as its setting
-                 for name, value in flags.items() if name in ExperimentConfig.model_fields}
+                 for name, value in flags.items() if name in ExperimentConfig.flat_names()}
     settings = load_experiment(str(config) if config else None, overrides)
     if settings.out is None:
         settings.out = f"runs/{settings.model}-{settings.budget}-{settings.agent}-s{settings.seed}"
