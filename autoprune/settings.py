@@ -21,6 +21,8 @@ PROBE_LEVELS = (0.8, 0.6, 0.4, 0.2)
 # held-out images a probe is scored on (of the default 2,000): its drop is paired with the dense model's on the same
 # images, so fewer measure it well, at about 30 % less cost (experiments/results/probe_images.md)
 PROBE_IMAGES = 1000
+# where the delivered model is timed by default (autoprune.engine.target says why): ONNX Runtime on the CPU, batch 1
+DEFAULT_TARGET = "onnxruntime,batch=1"
 
 
 class SpaceConfig(BaseModel):
@@ -29,7 +31,16 @@ class SpaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_keep: float = Field(0.05, gt=0, le=1, description="the least share of its channels a group keeps")
     max_keep: float = Field(1.0, gt=0, le=1, description="the most share of its channels a group keeps")
-    round_to: int = Field(1, ge=1, description="channel counts are rounded to a multiple of this")
+    round_to: int | Literal["auto"] = Field(1, description="channel counts are rounded to a multiple of this; auto: "
+                                                           "the multiple the deployment target runs fastest "
+                                                           "(measured once, cached)")
+
+    @field_validator("round_to")
+    @classmethod
+    def _positive(cls, round_to: int | str) -> int | str:
+        if round_to != "auto" and round_to < 1:
+            raise ValueError("must be a positive whole number or auto")
+        return round_to
     criterion: str = Field("l1", description="how channels are ranked: l1, l2, fpgm, bn_scale, slim, random, or "
                                              "measured on data: apoz, mean_activation, taylor")
     criterion_batches: int = Field(8, ge=1, description="training batches of 64 images that data criteria are "
@@ -146,6 +157,9 @@ class ExperimentConfig(CandidateScoring):
     data: str = Field("fashion-mnist", description="fashion-mnist, digits, cifar10 or imagefolder")
     data_dir: str | None = Field(None, description="where the dataset's files are")
     budget: str | None = Field(None, description="e.g. 0.25flops, 0.5params, 3ms, or several joined by commas")
+    target: str = Field(DEFAULT_TARGET, description="the deployment target the delivered model is timed on: "
+                                                    "RUNTIME[,batch=N][,threads=N][,device=D][,precision=P], runtime "
+                                                    "onnxruntime or torch (threads 0: the runtime's default)")
     agent: str = Field("anneal", description="the searcher: uniform, random, anneal, ga, tpe, ddpg or sensitivity")
     agent_config: dict[str, Any] = Field(default_factory=dict, description="the searcher's settings "
                                                                            "(agents/NAME.yaml)")
@@ -175,7 +189,7 @@ class ExperimentConfig(CandidateScoring):
     # in the resume check
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({
         "evals", "out", "data_dir", "device", "gpus_per_worker", "address", "dashboard", "finetune_epochs",
-        "finetune_lr", "distill", "channels_last", "reuse_prefix", "probes_from"})
+        "finetune_lr", "distill", "channels_last", "reuse_prefix", "probes_from", "target"})
 
     # settings added with a default that runs started before them did not behave as: what those runs did
     BEFORE_ADDED: ClassVar[dict[str, Any]] = {"finalist_continue": False}

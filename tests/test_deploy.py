@@ -20,6 +20,7 @@ from autoprune.errors import UserError
 from autoprune.models import example_input
 from autoprune.models.slim_checkpoint import save_slim
 from autoprune.run.export import onnx_macs
+from autoprune.settings import ExperimentConfig
 from autoprune.toolbox.finetune import finetune
 from autoprune.training import accuracy, distillation_loss
 
@@ -37,6 +38,7 @@ def run_dir(tmp_path_factory) -> Path:
     done = cli("search", "--data", "digits", "--budget", "0.25flops", "--agent", "random", "--evals", "6",
                "--out", str(out), "--finetune-epochs", "1")
     assert done.returncode == 0, done.stderr
+    (out.parent / "printed.txt").write_text(done.stdout)
     return out
 
 
@@ -75,6 +77,20 @@ def test_best_json_and_the_report_tell_every_stage_and_where_the_shipped_policy_
     assert text.splitlines()[2].startswith(f"Shipped: {shipped} ({summary['decision']})")
     assert f"**{origin} (shipped)**" in text  # marked among the finalists
     assert all(f"| {name} | " in text for name in summary["baselines"])
+
+
+def test_the_delivered_model_is_timed_on_the_default_deployment_target(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "best.json").read_text())
+    measured = summary["on_target"]
+    assert measured["target"] == ExperimentConfig().target == "onnxruntime,batch=1"
+    assert measured["dense_s"] > 0 and measured["delivered_s"] > 0
+    assert measured["macs_ratio"] == pytest.approx(summary["slim"]["macs"] / summary["dense"]["macs"])
+    speedup = measured["dense_s"] / measured["delivered_s"]
+    line = f"On the deployment target (onnxruntime,batch=1): dense {measured['dense_s'] * 1e3:.3f} ms"
+    report = (run_dir / "report.md").read_text()
+    assert line in report and f"{speedup:.2f}x faster" in report
+    printed = " ".join((run_dir.parent / "printed.txt").read_text().split())  # rich wraps long lines
+    assert line in printed
 
 
 def test_finetune_raises_test_accuracy_and_keeps_the_best_held_out_epoch(run_dir: Path, finetuned: dict,

@@ -147,6 +147,8 @@ BAD_INPUTS = [  # (flags, with {name} for a file of the bad_inputs fixture; a fr
     ("--config {bad_agent}", "agent ga: population"),
     ("--budget 0.5flops --screen-images -5", "screen_images"),
     ("--budget 0.5flops --workers 0", "workers"),
+    ("--budget 0.5flops --target tensorrt", "runtime must be one of onnxruntime, torch"),
+    ("--budget 0.5flops --target onnxruntime,batch=0", "batch must be 1 to"),
     ("--budget 0.5flops --dashboard", "--workers 2 or more"),
     ("--budget 0.5flops --address 127.0.0.1:1", "no Ray cluster answers"),
     ("--budget 0.5flops --address nonsense", "not HOST:PORT"),

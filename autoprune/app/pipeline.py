@@ -26,6 +26,8 @@ from autoprune.data import DataBundle, load_data
 from autoprune.device import DeviceBatches, describe, resolve_device, to_model_device
 from autoprune.engine import Analysis, Cost, analyse, count_cost, measure_latency
 from autoprune.engine.criteria import needs_data
+from autoprune.engine.rounding import resolve_round_to
+from autoprune.engine.target import DeploymentTarget, target_latencies
 from autoprune.errors import InfeasibleBudgetError, InputError, RunDirectoryError, SearchInterrupted, UserFunctionError
 from autoprune.evaluation import (
     CANDIDATE,
@@ -55,6 +57,7 @@ from autoprune.run.directory import (
     ModelScores,
     RunSummary,
     SearchRecord,
+    TargetLatency,
     run_lock,
     write_summary,
 )
@@ -87,6 +90,7 @@ class PreparedSearch:
     evaluator: Evaluator
     searcher: Searcher
     run_dir: Path | None
+    target: DeploymentTarget = field(default_factory=DeploymentTarget)  # where the delivered model is timed
     run_settings: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""  # the dense model's weights, hashed (stored with the settings, for probes_from)
     reused_probes: dict[str, Result] = field(default_factory=dict)  # another run's probes, by policy hash
@@ -114,6 +118,7 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     if config.budget is None:
         raise InputError("no budget given; pass $budget such as 0.25flops")
     budget = Budget.parse(config.budget)
+    target = DeploymentTarget.parse(config.target)
     device = resolve_device(config.device)
     space_config: SpaceConfig = load_space(config.space)
     run_dir = _check_run_dir(config.out, resume)
@@ -132,7 +137,9 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     batches = (list(bundle.loader("train", batch_size=64, limit=64 * space_config.criterion_batches))
                if needs_data(space_config.criterion) else None)  # apoz, mean_activation, taylor
     analysis = analyse(model, example_input(bundle.in_channels, bundle.image_size), criterion=space_config.criterion,
-                       round_to=space_config.round_to, batches=batches)
+                       batches=batches)
+    space_config = space_config.model_copy(update={"round_to": resolve_round_to(space_config.round_to, analysis,
+                                                                                 target)})
     floors = tolerated_keep(space_config.sensitivity, space_config.tolerance) if space_config.sensitivity else None
     space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep, group_min_keep=floors)
     searcher = make_searcher(config.agent, space, config.seed, **config.agent_config)
@@ -145,8 +152,8 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
                                    space=space_config.model_dump())
     fingerprint = model_fingerprint(model)
     reused = _reused_probes(config, settings, fingerprint, evaluator, space, searcher) if config.probes_from else {}
-    prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, settings, resume=resume,
-                              fingerprint=fingerprint, reused_probes=reused)
+    prepared = PreparedSearch(config, bundle, analysis, space, evaluator, searcher, run_dir, target, settings,
+                              resume=resume, fingerprint=fingerprint, reused_probes=reused)
     if run_dir is not None and run_dir.is_dir():  # held until the search ends: no other process may use it
         prepared.lock.enter_context(run_lock(run_dir))
     if run_dir is not None and resume:
@@ -447,9 +454,19 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
         summary.finetuned = FinetunedScores(epochs=finetune_epochs, heldout_score=tuned.best_heldout,
                                             test_score=tuned.test_after,
                                             test_accuracy=tuned.test_after if default_metric else None)
+    summary.on_target = _on_target(prepared.target, analysis.model, slim, x, slim_cost.macs / dense_cost.macs)
     if prepared.run_dir is not None:
         _write_run_files(prepared, summary, slim_before, tuned, slim, test_batches[0][0][:16])
     return SearchReport(best, slim, prepared.run_dir, summary, tuned, finals)
+
+
+def _on_target(target: DeploymentTarget, dense: nn.Module, delivered: nn.Module, example: torch.Tensor,
+               macs_ratio: float) -> TargetLatency:
+    """The dense and the delivered model timed on the deployment target, in alternation; nothing else runs then
+    (the search's workers are closed)."""
+    measured = target_latencies({"dense": dense, "delivered": delivered}, example, target)
+    return TargetLatency(target=str(target), dense_s=measured["dense"], delivered_s=measured["delivered"],
+                         macs_ratio=macs_ratio)
 
 
 def _stage_fields(stages: RunStages, finals: FinalsOutcome | None, interrupted: bool) -> dict[str, Any]:

@@ -23,8 +23,8 @@ VALUE_COLUMN = 26  # where an agent file's comments start
 # ExperimentConfig's sections in the order docs/settings.md lists them: top-level fields, or a nested family
 # (ExperimentConfig.FAMILIES) with the top-level fields that belong beside it; a new field must join one
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "What to search": ("model", "weights", "data", "data_dir", "budget", "agent", "agent_config", "space", "evals",
-                       "seed"),
+    "What to search": ("model", "weights", "data", "data_dir", "budget", "target", "agent", "agent_config", "space",
+                       "evals", "seed"),
     "Scoring every candidate": ("heldout_images", "recalibration_batches", "finetune_steps", "candidate_lr", "amp",
                                 "channels_last", "reuse_prefix"),
     "Screening": ("screening",),

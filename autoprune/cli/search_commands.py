@@ -19,6 +19,9 @@ DEFAULTS = ExperimentConfig()  # the help's defaults: the settings' own
 @app.command()
 def search(
     budget: Annotated[str | None, typer.Option(help="e.g. 0.25flops, 25%flops, 0.5params, 3ms")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="deployment target the delivered model is timed on: RUNTIME[,batch=N][,threads=N], runtime "
+             f"onnxruntime or torch (default {DEFAULTS.target})")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help=f"default {DEFAULTS.model}")] = None,
     weights: WeightsOpt = None,
     data: Annotated[str | None, typer.Option(help=f"default {DEFAULTS.data}")] = None,
@@ -153,6 +156,8 @@ def _print_report(report) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from autoprune.run.report import on_target_line
+
     summary, console = report.summary, Console()
     groups = Table(title=f"best policy under {summary.budget} ({summary.agent}, seed {summary.seed})")
     for column in ("group", "keep ratio", "channels dense", "channels slim"):
@@ -189,6 +194,9 @@ def _print_report(report) -> None:
     delivered = ("finetuned.pt and model.pt2 hold the fine-tuned model, slim.pt the pruned one" if tuned is not None
                  else "slim.pt and model.pt2 hold the pruned model, not fine-tuned: run `autoprune finetune "
                       f"{report.run_dir}` before deploying it")
+    measured = on_target_line(summary)
+    if measured is not None:
+        console.print(measured)
     console.print(f"slim/dense MACs {slim.macs / dense.macs:.3f}; run directory: {report.run_dir} "
                   f"(report.md, best.json, store.sqlite; {delivered}; load with autoprune.load or "
                   "torch.export.load)")

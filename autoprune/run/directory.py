@@ -117,6 +117,19 @@ class SearchRecord(BaseModel):
     started_from: str | None = None  # the baseline whose policy the search started from
 
 
+class TargetLatency(BaseModel):
+    """The dense and the delivered model timed on the deployment target (alone, in alternation, medians)."""
+
+    target: str  # autoprune.engine.target.DeploymentTarget, as spelled
+    dense_s: float  # one batch of the target's size
+    delivered_s: float
+    macs_ratio: float  # the delivered model's MACs over the dense model's
+
+    @property
+    def speedup(self) -> float:
+        return self.dense_s / self.delivered_s
+
+
 class RunSummary(BaseModel):
     """best.json: the run stage by stage (baselines, search, finalists, fine-tune), the shipped policy and where it
     came from, the costs and scores of the dense and slim models, and the run's settings."""
@@ -139,6 +152,7 @@ class RunSummary(BaseModel):
     search: SearchRecord | None = None  # absent in older runs
     finalists: dict[str, Any] | None = None  # the finalists' rungs (autoprune.app.finalists), when they ran
     finetuned: FinetunedScores | None = None  # after the final fine-tune, when there was one
+    on_target: TargetLatency | None = None  # the delivered model on the deployment target (absent in older runs)
 
 
 def write_summary(run_dir: Path, summary: RunSummary) -> None:

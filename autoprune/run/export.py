@@ -15,12 +15,12 @@ from torch import nn
 
 from autoprune.device import resolve_device, to_model_device
 from autoprune.engine import count_cost
+from autoprune.engine.target import MAX_BATCH, write_onnx
 from autoprune.errors import AutopruneError, InputError
 from autoprune.files import replacing
 from autoprune.models.slim_checkpoint import load, save_slim
 
 FORMATS = {"pt2": "model.pt2", "torch": "model_state.pt", "onnx": "model.onnx", "torchscript": "model_torchscript.pt"}
-MAX_BATCH = 4096  # the largest batch the .pt2 and ONNX programs accept (their batch dimension is dynamic)
 TOLERANCE = 1e-4
 
 
@@ -74,7 +74,7 @@ def export_model(model: nn.Module, fmt: str, path: Path, images: torch.Tensor, m
             exported_macs, outputs = _traced_macs(loaded, example), _run_torch(loaded, images)
             macs = _traced_macs(model, example)  # counted the same way on both sides
         else:
-            _write_onnx(model, example, tmp)
+            write_onnx(model, example, tmp)
             exported_macs, outputs = onnx_macs(tmp), _run_onnx(tmp, images)
         check = ExportCheck(fmt, path, exported_macs, macs, float(np.abs(outputs - expected).max()))
         if not check.matches:
@@ -108,15 +108,6 @@ def write_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 def _batch_dim():
     return torch.export.Dim("batch", min=1, max=MAX_BATCH)
-
-
-def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    """torch.onnx's exporter (torch.export based), with a dynamic batch dimension."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
-                                    dynamic_shapes=({0: _batch_dim()},), verbose=False)
-    program.save(str(path))
 
 
 def _run_onnx(path: Path, images: torch.Tensor) -> np.ndarray:

@@ -172,6 +172,21 @@ def _finalists_figure(summary: RunSummary, path: Path) -> None:
     save_figure(figure, path)
 
 
+def on_target_line(summary: RunSummary) -> str | None:
+    """The delivered model on its deployment target in one sentence (None for runs that did not time it)."""
+    measured = summary.on_target
+    if measured is None:
+        return None
+    return (f"On the deployment target ({measured.target}): dense {measured.dense_s * 1e3:.3f} ms, delivered "
+            f"{measured.delivered_s * 1e3:.3f} ms per batch, {measured.speedup:.2f}x faster at "
+            f"{measured.macs_ratio:.3f} of the MACs")
+
+
+def on_target_lines(summary: RunSummary) -> list[str]:
+    line = on_target_line(summary)
+    return [] if line is None else [f"{line} (timed alone, in alternation, medians).", ""]
+
+
 def _markdown(run_dir: Path, summary: RunSummary, results: list[Result]) -> str:
     dense, slim = summary.dense, summary.slim
     tuned = read_finetune_log(run_dir)  # the latest fine-tune: the search's, or `autoprune finetune`'s
@@ -192,6 +207,7 @@ def _markdown(run_dir: Path, summary: RunSummary, results: list[Result]) -> str:
     lines += [f"| {label} | {macs / 1e6:.2f} M | {params / 1e6:.3f} M | {latency * 1e3:.2f} | {heldout:.4f} | "
               f"{test:.4f} |" for label, macs, params, latency, heldout, test in rows]
     lines += ["", f"Slim/dense MACs: {ratio:.3f}; params: {slim.params / dense.params:.3f}.", ""]
+    lines += on_target_lines(summary)
     lines += _baselines_section(summary) + _search_section(summary, results) + _finalists_section(summary)
     lines += _finetune_section(tuned)
     lines += ["## Channels kept per group (the shipped policy)", "", f"![channels kept]({FIGURES['channels']})", "",

@@ -25,6 +25,8 @@ from autoprune.budget import Budget
 from autoprune.data import DataBundle
 from autoprune.device import module_device
 from autoprune.engine import analyse, needs_data
+from autoprune.engine.rounding import resolve_round_to
+from autoprune.engine.target import DeploymentTarget
 from autoprune.engine.unstructured import prunable_layers
 from autoprune.errors import FileProblemError, InputError
 from autoprune.evaluation import Evaluator
@@ -32,7 +34,7 @@ from autoprune.files import save_figure, write_csv
 from autoprune.models import example_input
 from autoprune.problem import SearchSpace
 from autoprune.problem.probes import PROBE_IMAGES, ProbeTable, check_levels, probe_fidelity
-from autoprune.settings import SpaceConfig
+from autoprune.settings import DEFAULT_TARGET, SpaceConfig
 
 SENSES = ("filter", "element")
 
@@ -70,10 +72,12 @@ def parse_levels(text: str) -> list[float]:
 def sensitivity_analysis(model: nn.Module, data: DataBundle, sense: str, levels: Sequence[float],
                          space: SpaceConfig | None = None, heldout_images: int = 2000,
                          recalibration_batches: int = 8, seed: int = 0, probe_images: int = PROBE_IMAGES,
-                         on_row: Callable[[SensitivityRow], None] | None = None) -> list[SensitivityRow]:
+                         target: str = DEFAULT_TARGET, on_row: Callable[[SensitivityRow], None] | None = None,
+                         ) -> list[SensitivityRow]:
     """Every (layer or group, keep) pair scored; `model` is not changed. `filter` builds the search's probe table
-    for the search space `space` (its criterion, rounding and least keep) and scores it as a search with these
-    scoring settings does; `element` scores masked weights on the first `heldout_images` held-out images."""
+    for the search space `space` (its criterion, rounding and least keep; `round_to: auto` rounds as `target`
+    prefers) and scores it as a search with these scoring settings does; `element` scores masked weights on the
+    first `heldout_images` held-out images."""
     if sense not in SENSES:
         raise InputError(f"$sense must be filter or element, got {sense!r}")
     levels = check_levels(levels)
@@ -82,7 +86,8 @@ def sensitivity_analysis(model: nn.Module, data: DataBundle, sense: str, levels:
     batches = (list(data.loader("train", batch_size=64, limit=64 * space.criterion_batches))
                if needs_data(space.criterion) else None)
     analysis = analyse(model, example_input(data.in_channels, data.image_size), criterion=space.criterion,
-                       round_to=space.round_to, batches=batches)
+                       batches=batches)
+    resolve_round_to(space.round_to, analysis, DeploymentTarget.parse(target))
     evaluator = Evaluator(analysis, data, Budget.parse("1flops"), device=module_device(model),
                           heldout_images=heldout_images, recalibration_batches=recalibration_batches, seed=seed)
     if sense == "filter":
