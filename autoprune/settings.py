@@ -31,9 +31,9 @@ class SpaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_keep: float = Field(0.05, gt=0, le=1, description="the least share of its channels a group keeps")
     max_keep: float = Field(1.0, gt=0, le=1, description="the most share of its channels a group keeps")
-    round_to: int | Literal["auto"] = Field(1, description="channel counts are rounded to a multiple of this; auto: "
-                                                           "the multiple the deployment target runs fastest "
-                                                           "(measured once, cached)")
+    round_to: int | Literal["auto"] = Field("auto", description="channel counts are rounded to a multiple of "
+                                                                "this; auto: the multiple the deployment target "
+                                                                "runs fastest (measured once, cached)")
 
     @field_validator("round_to")
     @classmethod

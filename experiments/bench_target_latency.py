@@ -69,15 +69,19 @@ def main() -> None:
     for key in keys:
         run, target = key.split("|")
         r = results[key]
-        rows.append((run, target, f"{r['delivered_macs']:.3f}", f"{r['dense'] * 1e3:.3f}",
-                     f"{r['delivered'] * 1e3:.3f} ({r['dense'] / r['delivered']:.2f}x)",
+        rows.append((run, target, f"{r['dense'] * 1e3:.3f}", f"{r['delivered_macs']:.3f}",
+                     f"{r['delivered'] * 1e3:.3f} ({r['dense'] / r['delivered']:.2f}x)", f"{r['uniform_macs']:.3f}",
                      f"{r['uniform'] * 1e3:.3f} ({r['dense'] / r['uniform']:.2f}x)"))
     command = f"python experiments/bench_target_latency.py {' '.join(map(str, args.runs))} --stem {args.stem}"
     write_results(args.stem, {"command": command, "results": results}, "Delivered vs uniform on deployment targets",
                   ["Median ms per batch; speed-up over the dense model timed in the same rounds (alone on the "
                    "machine, dense, delivered and uniform in alternation, 200 rounds after 20 warm-up). Uniform: the "
-                   "largest single keep ratio within the delivered model's MACs, in the run's search space."],
-                  ["run", "target", "MACs ratio", "dense ms", "delivered ms (speed-up)", "uniform ms (speed-up)"], rows)
+                   "largest single keep ratio within the delivered model's MACs, in the run's search space (rounded as "
+                   "the run's widths are, so it may fall below them). `runs/default-round1`: the default run "
+                   "(`autoprune search --budget 0.25flops`) with `--space unrounded`; `runs/default-auto`: the "
+                   "default space (`round_to: auto`, which chose 8 on this machine for ONNX Runtime at batch 1)."],
+                  ["run", "target", "dense ms", "delivered MACs", "delivered ms (speed-up)", "uniform MACs",
+                   "uniform ms (speed-up)"], rows)
     print(json.dumps({k: results[k] for k in keys}, indent=1))
 
 

@@ -34,9 +34,10 @@ def test_the_preferred_multiple_is_measured_once_then_read_back(trained_digits_r
     assert other.multiple in MULTIPLES and len(list((tmp_path / "rounding").glob("*.json"))) == 2  # per target
 
 
-def test_an_auto_space_rounds_every_width_and_stores_the_multiple(monkeypatch, tmp_path: Path) -> None:
+def test_the_default_space_rounds_widths_as_the_target_prefers_and_stores_the_multiple(monkeypatch,
+                                                                                      tmp_path: Path) -> None:
     monkeypatch.setenv("AUTOPRUNE_CACHE_DIR", str(tmp_path))
-    prepared = prepare_search(ExperimentConfig(data="digits", budget="0.5flops", space="auto",
+    prepared = prepare_search(ExperimentConfig(data="digits", budget="0.5flops",
                                                target="onnxruntime,batch=1,threads=1"))
     multiple = prepared.analysis.round_to
     assert multiple in MULTIPLES and prepared.run_settings["space"]["round_to"] == multiple

@@ -11,6 +11,7 @@ and machine, so it is measured once.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -68,19 +69,24 @@ def preferred_multiple(analysis: Analysis, target: DeploymentTarget, cache: Path
     slim models timed once; nothing else should run meanwhile). `analysis.round_to` is left as it was."""
     key = hashlib.sha256(f"{_architecture_key(analysis)}|{machine_key(target)}".encode()).hexdigest()[:24]
     path = (cache or cache_dir()) / "rounding" / f"{key}.json"
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-            return RoundingChoice(int(stored["multiple"]), {int(m): v for m, v in stored["relative_latency"].items()})
-        except (ValueError, KeyError, TypeError):
-            pass  # a damaged cache entry is measured again and replaced
-    choice = _measure(analysis, target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(json.dumps({"multiple": choice.multiple, "relative_latency": choice.relative_latency,
-                                   "measured_on": machine_key(target)}))
-    scratch.replace(path)
-    return choice
+    # one process measures, the others wait and read its choice: searches started together (a sweep's, Ray
+    # workers') must round alike
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            try:
+                stored = json.loads(path.read_text())
+                return RoundingChoice(int(stored["multiple"]),
+                                      {int(m): v for m, v in stored["relative_latency"].items()})
+            except (ValueError, KeyError, TypeError):
+                pass  # a damaged cache entry is measured again and replaced
+        choice = _measure(analysis, target)
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps({"multiple": choice.multiple, "relative_latency": choice.relative_latency,
+                                       "measured_on": machine_key(target)}))
+        scratch.replace(path)
+        return choice
 
 
 def _measure(analysis: Analysis, target: DeploymentTarget) -> RoundingChoice:
