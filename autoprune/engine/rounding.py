@@ -105,7 +105,7 @@ def _measure(analysis: Analysis, target: DeploymentTarget) -> RoundingChoice:
                 models[f"{multiple}|{fraction}"] = analysis.apply([keep] * len(analysis.groups)).eval()
     finally:
         analysis.round_to = was
-    measured = target_latencies(models, analysis.example_input, target, rounds=20, warmup=3)
+    measured = target_latencies(models, analysis.example_input, target, rounds=20, warmup=3, seconds=1.0)
     relative = {m: sum(measured[f"{m}|{f}"] for f in MACS_FRACTIONS) / len(MACS_FRACTIONS) / measured["dense"]
                 for m in usable}
     fastest = min(relative.values())

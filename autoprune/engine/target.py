@@ -166,9 +166,11 @@ def _copy_to(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
 
 
 def target_latencies(models: Mapping[str, nn.Module], example: torch.Tensor, target: DeploymentTarget,
-                     rounds: int = 30, warmup: int = 5) -> dict[str, float]:
+                     rounds: int = 30, warmup: int = 5, seconds: float = 2.0, most: int = 1000) -> dict[str, float]:
     """{name: median seconds of one batch on `target`}, the models timed in alternation (one pass each per round,
-    so a busy moment of a shared machine hits them alike); torch's thread count is restored afterwards."""
+    so a busy moment of a shared machine hits them alike): at least `rounds` rounds and `seconds` of timing (a
+    fast model gets more rounds: sub-millisecond medians on a shared CPU move by tens of percent over 30), at most
+    `most`; torch's thread count is restored afterwards."""
     threads = torch.get_num_threads()
     if target.runtime == "torch" and target.threads:
         torch.set_num_threads(target.threads)
@@ -176,12 +178,16 @@ def target_latencies(models: Mapping[str, nn.Module], example: torch.Tensor, tar
         with tempfile.TemporaryDirectory() as scratch:
             runners = {name: _Runner(model, example, target, Path(scratch)) for name, model in models.items()}
             times: dict[str, list[float]] = {name: [] for name in runners}
-            for round_ in range(warmup + rounds):
+            for _ in range(warmup):
+                for runner in runners.values():
+                    runner.run()
+            begun, done = time.perf_counter(), 0
+            while done < most and (done < rounds or time.perf_counter() - begun < seconds):
                 for name, runner in runners.items():
                     start = time.perf_counter()
                     runner.run()
-                    if round_ >= warmup:
-                        times[name].append(time.perf_counter() - start)
+                    times[name].append(time.perf_counter() - start)
+                done += 1
     finally:
         torch.set_num_threads(threads)
     return {name: statistics.median(values) for name, values in times.items()}
