@@ -156,7 +156,8 @@ class ExperimentConfig(CandidateScoring):
     weights: str | None = Field(None, description="the dense model's checkpoint (default: the shipped one)")
     data: str = Field("fashion-mnist", description="fashion-mnist, digits, cifar10 or imagefolder")
     data_dir: str | None = Field(None, description="where the dataset's files are")
-    budget: str | None = Field(None, description="e.g. 0.25flops, 0.5params, 3ms, or several joined by commas")
+    budget: str | None = Field(None, description="e.g. 0.25flops, 0.5params, 0.5latency (of the dense model's, on "
+                               "the deployment target), 3ms (there), or several joined by commas")
     target: str = Field(DEFAULT_TARGET, description="the deployment target the delivered model is timed on: "
                                                     "RUNTIME[,batch=N][,threads=N][,device=D][,precision=P], runtime "
                                                     "onnxruntime or torch (threads 0: the runtime's default)")

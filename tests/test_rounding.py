@@ -27,8 +27,9 @@ def test_the_preferred_multiple_is_measured_once_then_read_back(trained_digits_r
     assert analysis.round_to == 1  # the analysis is left as it was
     (entry,) = (tmp_path / "rounding").glob("*.json")
     stored = json.loads(entry.read_text())
-    assert stored["multiple"] == choice.multiple and "onnxruntime" in stored["measured_on"]
-    entry.write_text(json.dumps({**stored, "multiple": 4}))  # what is on disk is what a later call gets
+    assert stored["value"]["multiple"] == choice.multiple and "onnxruntime" in stored["key"]
+    # what is on disk is what a later call gets
+    entry.write_text(json.dumps({**stored, "value": {**stored["value"], "multiple": 4}}))
     assert preferred_multiple(analysis, target, cache=tmp_path).multiple == 4
     other = preferred_multiple(analysis, DeploymentTarget.parse("onnxruntime,batch=2,threads=1"), cache=tmp_path)
     assert other.multiple in MULTIPLES and len(list((tmp_path / "rounding").glob("*.json"))) == 2  # per target

@@ -26,6 +26,7 @@ from autoprune.data import DataBundle, load_data
 from autoprune.device import DeviceBatches, describe, resolve_device, to_model_device
 from autoprune.engine import Analysis, Cost, analyse, count_cost, measure_latency
 from autoprune.engine.criteria import needs_data
+from autoprune.engine.latency_model import LatencyModel
 from autoprune.engine.rounding import resolve_round_to
 from autoprune.engine.target import DeploymentTarget, target_latencies
 from autoprune.errors import InfeasibleBudgetError, InputError, RunDirectoryError, SearchInterrupted, UserFunctionError
@@ -141,13 +142,15 @@ def prepare_search(config: ExperimentConfig, model: nn.Module | None = None, dat
     space_config = space_config.model_copy(update={"round_to": resolve_round_to(space_config.round_to, analysis,
                                                                                  target)})
     floors = tolerated_keep(space_config.sensitivity, space_config.tolerance) if space_config.sensitivity else None
-    space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep, group_min_keep=floors)
+    latency = LatencyModel(analysis, target, space_config.min_keep) if budget.limit("latency") is not None else None
+    space = SearchSpace(analysis, budget, space_config.min_keep, space_config.max_keep, group_min_keep=floors,
+                        latency=latency)
     searcher = make_searcher(config.agent, space, config.seed, **config.agent_config)
     if searcher.required_evals is not None and config.evals < searcher.required_evals:
         raise InputError(f"agent {config.agent} needs at least {searcher.required_evals} evaluations on this model "
                          f"(its probes, then its policy); raise $evals to {searcher.required_evals}")
     evaluator = Evaluator(analysis, bundle, budget, metric=metric, reward=reward, loss=loss, device=device,
-                          **config.scoring())
+                          latency=latency, **config.scoring())
     settings = config.run_settings(data=bundle.name, budget=str(budget), agent_config=searcher.settings.model_dump(),
                                    space=space_config.model_dump())
     fingerprint = model_fingerprint(model)
@@ -421,6 +424,7 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
     report.md)."""
     analysis, evaluator, data = prepared.analysis, prepared.evaluator, prepared.data
     finetune_epochs = 0 if interrupted else prepared.config.finetune.epochs
+    best, on_target = _timed_within_budget(prepared, best)
     slim = evaluator.build(best.policy)
     slim_before = copy.deepcopy(slim) if finetune_epochs else slim
     x = analysis.example_input
@@ -454,19 +458,52 @@ def finish_search(prepared: PreparedSearch, best: Result, interrupted: bool = Fa
         summary.finetuned = FinetunedScores(epochs=finetune_epochs, heldout_score=tuned.best_heldout,
                                             test_score=tuned.test_after,
                                             test_accuracy=tuned.test_after if default_metric else None)
-    summary.on_target = _on_target(prepared.target, analysis.model, slim, x, slim_cost.macs / dense_cost.macs)
+    summary.on_target = on_target.model_copy(update={"macs_ratio": slim_cost.macs / dense_cost.macs})
     if prepared.run_dir is not None:
         _write_run_files(prepared, summary, slim_before, tuned, slim, test_batches[0][0][:16])
     return SearchReport(best, slim, prepared.run_dir, summary, tuned, finals)
 
 
-def _on_target(target: DeploymentTarget, dense: nn.Module, delivered: nn.Module, example: torch.Tensor,
-               macs_ratio: float) -> TargetLatency:
-    """The dense and the delivered model timed on the deployment target, in alternation; nothing else runs then
-    (the search's workers are closed)."""
-    measured = target_latencies({"dense": dense, "delivered": delivered}, example, target)
-    return TargetLatency(target=str(target), dense_s=measured["dense"], delivered_s=measured["delivered"],
-                         macs_ratio=macs_ratio)
+MAX_NARROWING = 3  # times a policy that misses its latency limit as timed is narrowed before giving up
+
+
+def _timed_within_budget(prepared: PreparedSearch, best: Result) -> tuple[Result, TargetLatency]:
+    """The shipped policy and its slim model timed beside the dense model on the deployment target (alone: the
+    search's workers are closed). Under a latency budget a policy the timing puts over the limit is narrowed
+    (projected onto the limit scaled by how far the latency model erred) and scored again, at most MAX_NARROWING
+    times; the record says whether the delivered model meets the budget as timed."""
+    analysis, space, evaluator = prepared.analysis, prepared.space, prepared.evaluator
+    x = analysis.example_input
+
+    def timed(result: Result) -> dict[str, float]:
+        return target_latencies({"dense": analysis.model, "delivered": evaluator.build(result.policy)}, x,
+                                prepared.target)
+
+    measured, shrunk = timed(best), 0
+    constraint = next((c for c in space.budget.constraints if c.metric == "latency"), None)
+
+    def used(times: dict[str, float]) -> float:  # of the latency limit, as the budget spells it
+        return times["delivered"] if constraint.absolute else times["delivered"] / times["dense"]
+
+    while constraint is not None and used(measured) > constraint.limit and shrunk < MAX_NARROWING:
+        scale = constraint.limit / used(measured) * 0.99
+        tightened = Budget(tuple(replace(c, limit=c.limit * scale) if c is constraint else c
+                                 for c in space.budget.constraints))
+        try:
+            narrower = SearchSpace(analysis, tightened, space.min_keep, space.max_keep,
+                                   group_min_keep={g.name: float(low) for g, low in zip(analysis.groups, space.lower,
+                                                                                        strict=True)},
+                                   latency=space.latency)
+        except InfeasibleBudgetError:
+            break
+        best, shrunk = evaluator(narrower.project(best.policy, grow=False)), shrunk + 1
+        measured = timed(best)
+    return best, TargetLatency(target=str(prepared.target), dense_s=measured["dense"],
+                               delivered_s=measured["delivered"], macs_ratio=best.flops_ratio,
+                               latency_budget=str(constraint) if constraint else None,
+                               meets_budget=used(measured) <= constraint.limit if constraint else None, shrunk=shrunk,
+                               dense_predicted_s=space.latency.dense_s if space.latency else None,
+                               delivered_predicted_s=best.latency)
 
 
 def _stage_fields(stages: RunStages, finals: FinalsOutcome | None, interrupted: bool) -> dict[str, Any]:
@@ -477,8 +514,8 @@ def _stage_fields(stages: RunStages, finals: FinalsOutcome | None, interrupted: 
         shipped_from, decision = finals.winner.origin, finals.decision
     else:
         shipped_from, decision = "search", "the search's best held-out score (finalists off)"
-    baselines = {name: BaselineRecord(score=r.score, flops_ratio=r.flops_ratio, feasible=r.feasible)
-                 for name, r in stages.baselines.items()} or None
+    baselines = {name: BaselineRecord(score=r.score, flops_ratio=r.flops_ratio, feasible=r.feasible,
+                                      latency_s=r.latency) for name, r in stages.baselines.items()} or None
     return {"shipped_from": shipped_from, "decision": decision, "baselines": baselines, "probes": stages.probes,
             "search": stages.search}
 

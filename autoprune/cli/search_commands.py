@@ -18,7 +18,7 @@ DEFAULTS = ExperimentConfig()  # the help's defaults: the settings' own
 
 @app.command()
 def search(
-    budget: Annotated[str | None, typer.Option(help="e.g. 0.25flops, 25%flops, 0.5params, 3ms")] = None,
+    budget: Annotated[str | None, typer.Option(help="e.g. 0.25flops, 25%flops, 0.5params, 0.5latency, 3ms")] = None,
     target: Annotated[str | None, typer.Option(
         help="deployment target the delivered model is timed on: RUNTIME[,batch=N][,threads=N], runtime "
              f"onnxruntime or torch (default {DEFAULTS.target})")] = None,

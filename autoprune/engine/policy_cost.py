@@ -62,12 +62,31 @@ class PolicyCostModel:
         self._scales_in = np.array([t.scales_with_input for t in self._layers])
         self._channels = np.array([g.channels for g in analysis.groups], dtype=np.float64)
 
+    @property
+    def layer_names(self) -> list[str]:
+        """The conv and linear layers, in the order `layer_widths` gives them."""
+        return [t.name for t in self._layers]
+
+    def layer_widths(self, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
+        """Input and output channels of every conv and linear layer of `analysis.apply(policy)`."""
+        return self.widths_for_kept(np.array(self.analysis.kept_channels(policy), dtype=np.float64))
+
+    def widths_for_kept(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Input and output channels of every layer when each group keeps `kept` channels."""
+        dropped = self._channels - kept
+        return self._ins - self._in_per_root @ dropped, self._outs - self._out_per_root @ dropped
+
+    def input_groups(self, layer: int) -> np.ndarray:
+        """Indices of the groups whose pruning narrows `layer`'s input."""
+        return np.flatnonzero(self._in_per_root[layer])
+
+    def output_groups(self, layer: int) -> np.ndarray:
+        """Indices of the groups whose pruning narrows `layer`'s output."""
+        return np.flatnonzero(self._out_per_root[layer])
+
     def macs(self, policy: Policy) -> int:
         """MACs per sample of `analysis.apply(policy)`, computed without building it."""
-        kept = np.array(self.analysis.kept_channels(policy), dtype=np.float64)
-        dropped = self._channels - kept
-        out_kept = self._outs - self._out_per_root @ dropped
-        in_kept = self._ins - self._in_per_root @ dropped
+        in_kept, out_kept = self.layer_widths(policy)
         in_fraction = np.where(self._scales_in, in_kept / self._ins, 1.0)
         return int(round(float(np.sum(self._macs * (out_kept / self._outs) * in_fraction))))
 

@@ -11,19 +11,13 @@ and machine, so it is measured once.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from autoprune.engine.analysis import Analysis
 from autoprune.engine.policy_cost import PolicyCostModel, uniform_keep_ratio
 from autoprune.engine.target import DeploymentTarget, target_latencies
+from autoprune.engine.target_cache import cached, machine_key
 
 MULTIPLES = (1, 2, 4, 8, 16)
 MACS_FRACTIONS = (0.25, 0.5)
@@ -39,26 +33,6 @@ class RoundingChoice:
     relative_latency: dict[int, float]
 
 
-def cache_dir() -> Path:
-    """Where measurements of deployment targets are kept: $AUTOPRUNE_CACHE_DIR, else ~/.cache/autoprune."""
-    root = os.environ.get("AUTOPRUNE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autoprune")
-    return Path(root)
-
-
-def machine_key(target: DeploymentTarget) -> str:
-    """What a measurement on `target` depends on besides the model: the target, the runtime's version and the
-    machine (processor, cores)."""
-    if target.runtime == "onnxruntime":
-        import onnxruntime
-
-        version = f"onnxruntime {onnxruntime.__version__}"
-    else:
-        version = f"torch {torch.__version__}"
-    device = torch.cuda.get_device_name(target.device) if target.device.startswith("cuda") else platform.processor()
-    return f"{target}|{version}|{platform.machine()}|{device}|{os.cpu_count()}"
-
-
 def _architecture_key(analysis: Analysis) -> str:
     widths = [(g.name, g.channels) for g in analysis.groups]
     return f"{type(analysis.model).__name__}|{tuple(analysis.example_input.shape[1:])}|{widths}"
@@ -67,26 +41,15 @@ def _architecture_key(analysis: Analysis) -> str:
 def preferred_multiple(analysis: Analysis, target: DeploymentTarget, cache: Path | None = None) -> RoundingChoice:
     """The channel multiple `target` runs `analysis`'s model fastest at, from the cache or measured (about ten
     slim models timed once; nothing else should run meanwhile). `analysis.round_to` is left as it was."""
-    key = hashlib.sha256(f"{_architecture_key(analysis)}|{machine_key(target)}".encode()).hexdigest()[:24]
-    path = (cache or cache_dir()) / "rounding" / f"{key}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # one process measures, the others wait and read its choice: searches started together (a sweep's, Ray
-    # workers') must round alike
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.is_file():
-            try:
-                stored = json.loads(path.read_text())
-                return RoundingChoice(int(stored["multiple"]),
-                                      {int(m): v for m, v in stored["relative_latency"].items()})
-            except (ValueError, KeyError, TypeError):
-                pass  # a damaged cache entry is measured again and replaced
+    key = f"{_architecture_key(analysis)}|{machine_key(target)}"
+
+    def measure() -> dict:
         choice = _measure(analysis, target)
-        scratch = path.with_suffix(".tmp")
-        scratch.write_text(json.dumps({"multiple": choice.multiple, "relative_latency": choice.relative_latency,
-                                       "measured_on": machine_key(target)}))
-        scratch.replace(path)
-        return choice
+        return {"multiple": choice.multiple,
+                "relative_latency": {str(m): v for m, v in choice.relative_latency.items()}}
+
+    stored = cached("rounding", key, measure, cache)
+    return RoundingChoice(int(stored["multiple"]), {int(m): v for m, v in stored["relative_latency"].items()})
 
 
 def _measure(analysis: Analysis, target: DeploymentTarget) -> RoundingChoice:

@@ -27,8 +27,10 @@ from torch import nn
 from autoprune.budget import Budget
 from autoprune.data import DataBundle
 from autoprune.device import check_amp, place_batches, resolve_device, scoring_precision
-from autoprune.engine import Analysis, count_cost, measure_latency
+from autoprune.engine import Analysis, count_cost
+from autoprune.engine.latency_model import LatencyModel
 from autoprune.engine.slim import Policy, policy_ratios
+from autoprune.engine.target import DeploymentTarget
 from autoprune.errors import AutopruneError, UserFunctionError
 from autoprune.evaluation.batchnorm import recalibrate_batchnorm
 from autoprune.evaluation.fidelity import CANDIDATE, Fidelity, Job
@@ -64,10 +66,13 @@ class Evaluator:
         loss: Loss | None = None,
         device: str | torch.device = "auto",
         batch_size: int = 250,
+        latency: LatencyModel | None = None,
         **scoring: Any,
     ) -> None:
         """`scoring`: the ScoringSettings (heldout_images, recalibration_batches, finetune_steps, candidate_lr,
-        screen_images, amp, channels_last, seed), validated there and defaulted there."""
+        screen_images, amp, channels_last, seed), validated there and defaulted there. `latency` predicts a slim
+        model's latency on the deployment target under a latency budget (default: built for the default
+        target)."""
         check_amp(scoring.get("amp", "off"))  # their own messages list the choices
         check_layout(scoring.get("channels_last", "auto"))
         self.settings = s = validated(ScoringSettings, scoring, "evaluator")
@@ -89,7 +94,9 @@ class Evaluator:
         train = data.loader("train", batch_size=min(batch_size, 128), shuffle=True, seed=s.seed)
         self.train_batches = place_batches([b for _, b in zip(range(s.recalibration_batches), train, strict=False)],
                                            self.device)
-        self.measure_latency = budget.limit("latency") is not None
+        if budget.limit("latency") is not None and latency is None:
+            latency = LatencyModel(analysis, DeploymentTarget())
+        self.latency = latency if budget.limit("latency") is not None else None
         self.layout = ScoringLayout(s.channels_last, self.device, self.analysis.model, x)
         self.prefix = PrefixReuse(self.analysis.model)  # sensitivity probes share their unchanged prefix
 
@@ -152,7 +159,7 @@ class Evaluator:
                 self.train(slim, end - done, skip=done, distill=fidelity.distill)
                 done = end
         cost = count_cost(slim, self.example_input)
-        latency = measure_latency(slim, self.example_input, repeats=10) if self.measure_latency else None
+        latency = self.latency.predict(ratios) if self.latency is not None else None
         screen_score = None
         if job.screen_threshold is not None and self.screen:
             screen_score = self.score(slim, self.screen, run)
@@ -165,7 +172,8 @@ class Evaluator:
             policy=[float(r) for r in ratios], policy_hash=policy_hash(ratios),
             kept_channels=self.analysis.kept_channels(ratios), macs=cost.macs, flops=cost.flops, params=cost.params,
             flops_ratio=flops_ratio, params_ratio=params_ratio, latency=latency, score=score, reward=math.nan,
-            feasible=self.budget.satisfied(flops_ratio, params_ratio, latency), wall_time=0.0, complete=complete,
+            feasible=self.budget.satisfied(flops_ratio, params_ratio, latency, self._dense_latency), wall_time=0.0,
+            complete=complete,
             screen_score=screen_score, train_steps=fidelity.train_steps,
         )
         if job.keep_state:
@@ -179,10 +187,15 @@ class Evaluator:
         """A copy of a result evaluated elsewhere (another run's store), judged under this evaluator's budget and
         reward; it took no time here. Unmeasured latency does not meet a latency limit."""
         measured = result.latency is not None or self.budget.limit("latency") is None
-        feasible = measured and self.budget.satisfied(result.flops_ratio, result.params_ratio, result.latency)
+        feasible = measured and self.budget.satisfied(result.flops_ratio, result.params_ratio, result.latency,
+                                                      self._dense_latency)
         judged = replace(result, feasible=feasible, reward=math.nan, wall_time=0.0)
         judged.reward = _call_user(self.reward, "reward", judged)
         return judged
+
+    @property
+    def _dense_latency(self) -> float | None:
+        return self.latency.dense_s if self.latency is not None else None
 
     def heldout_slice(self, images: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The held-out batches that cover the first `images` images (all of them for None or 0)."""

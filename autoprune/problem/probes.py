@@ -122,10 +122,8 @@ class ProbeTable:
         """Channel rounding and the tied groups' joint move leave part of the budget unspent (3 % of it on a
         small net), and where no probe measured a drop the threshold 0 prunes past the budget; hand it back a
         channel step at a time, to the group that lost the most score at its keep (of equal losses, the one that
-        kept least). Skipped under a latency limit, whose measurements are too noisy to fill against."""
+        kept least)."""
         space = self.space
-        if space.budget.limit("latency") is not None:
-            return policy
         policy = list(policy)
         groups, round_to = space.analysis.groups, space.analysis.round_to
         open_groups = set(range(space.size))  # a group that cannot grow now never can: policies only grow

@@ -2,8 +2,8 @@
 Searchers propose freely; `project` puts a proposal on the budget's boundary, since keeping more never hurts.
 
 Bounds follow AMC's "action wall": a group may keep at most what still lets the budget be met when every other
-group keeps its least. FLOPs use the exact analytic cost model (microseconds); params and latency are measured
-on the built slim model.
+group keeps its least. FLOPs use the exact analytic cost model and latency the deployment target's latency model
+(microseconds each); params are counted on the built slim model.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import numpy as np
 
 from autoprune.bisection import bracket
 from autoprune.budget import Budget
-from autoprune.engine import Analysis, count_cost, measure_latency
+from autoprune.engine import Analysis, count_cost
+from autoprune.engine.latency_model import LatencyModel
 from autoprune.engine.policy_cost import PolicyCostModel
+from autoprune.engine.target import DeploymentTarget
 from autoprune.errors import InfeasibleBudgetError, InputError
 
 
@@ -23,9 +25,10 @@ class SearchSpace:
     """Feasible keep-ratio policies of one analysed model under one budget."""
 
     def __init__(self, analysis: Analysis, budget: Budget, min_keep: float = 0.05, max_keep: float = 1.0,
-                 group_min_keep: Mapping[str, float] | None = None) -> None:
+                 group_min_keep: Mapping[str, float] | None = None, latency: LatencyModel | None = None) -> None:
         """`group_min_keep` raises the least some groups may keep ({group name: keep ratio}), e.g. from a
-        sensitivity analysis (autoprune.toolbox.sensitivity.tolerated_keep)."""
+        sensitivity analysis (autoprune.toolbox.sensitivity.tolerated_keep). `latency` predicts latency on the
+        deployment target for a latency budget (default: built for the default target)."""
         if not 0 < min_keep <= max_keep <= 1:
             raise InputError(f"keep-ratio bounds must satisfy 0 < min_keep <= max_keep <= 1, got {min_keep}, "
                              f"{max_keep}")
@@ -44,25 +47,26 @@ class SearchSpace:
         self.costs = PolicyCostModel(analysis)
         x = analysis.example_input
         self._dense_params = count_cost(analysis.model, x).params
-        self._dense_latency = measure_latency(analysis.model, x) if budget.limit("latency") else None
+        if budget.limit("latency") is not None and latency is None:
+            latency = LatencyModel(analysis, DeploymentTarget(), min_keep)
+        self.latency = latency if budget.limit("latency") is not None else None
         self._check_feasible()
         self.upper = np.array([self.most_keep(i) for i in range(self.size)])
 
     def fractions(self, policy: Sequence[float]) -> tuple[float, float, float | None]:
-        """(FLOPs fraction, params fraction, latency in seconds) of a policy; only what the budget needs is
-        measured, the rest is reported as 0."""
+        """(FLOPs fraction, params fraction, predicted latency in seconds on the target) of a policy; only what the
+        budget needs is computed, the rest is reported as 0 (None for latency)."""
         flops = self.costs.fraction(policy)
-        params, latency = 0.0, None
-        if self.budget.limit("params") is not None or self.budget.limit("latency") is not None:
+        params = 0.0
+        if self.budget.limit("params") is not None:
             slim = self.analysis.apply(list(policy))
             params = count_cost(slim, self.analysis.example_input).params / self._dense_params
-            if self.budget.limit("latency") is not None:
-                latency = measure_latency(slim, self.analysis.example_input, repeats=10)
-        return flops, params, latency
+        return flops, params, self.latency.predict(policy) if self.latency is not None else None
 
     def feasible(self, policy: Sequence[float]) -> bool:
         """Whether the policy meets the budget."""
-        return self.budget.satisfied(*self.fractions(policy))
+        dense_latency = self.latency.dense_s if self.latency is not None else None
+        return self.budget.satisfied(*self.fractions(policy), dense_latency)
 
     def project(self, policy: Sequence[float], grow: bool = True) -> list[float]:
         """The policy moved along the ray from the least-keeping policy (keeping its shape) to the budget's
@@ -91,7 +95,7 @@ class SearchSpace:
         if not self.feasible(least):
             flops, params, latency = self.fractions(least)
             smallest = {"flops": f"{flops:.4f}flops", "params": f"{params:.4f}params",
-                        "latency": f"{(latency or 0) * 1e3:.3f}ms"}
+                        "latency": self.budget.latency_text(latency, self.latency.dense_s) if self.latency else ""}
             limits = ",".join(smallest[c.metric] for c in self.budget.constraints)
             least_text = (f"{self.min_keep:g} of every group" if (self.lower == self.min_keep).all()
                           else "each group's least (sensitivity bounds included)")

@@ -26,7 +26,7 @@ EXPORT_DIR = "export"  # `autoprune export` writes here
 OPTUNA_NAME = "optuna.db"  # every evaluation as an Optuna study (optuna-dashboard sqlite:///optuna.db)
 REPORT_NAME = "report.md"  # the run's report (autoprune.run), with its figures:
 FIGURES = {"channels": "channels.png", "progress": "progress.png", "candidates": "candidates.png",
-           "finalists": "finalists.png"}
+           "finalists": "finalists.png", "latency": "latency.png"}
 RUNG_STATES_NAME = "rung_states"  # the finalists' weights between rungs, while they run (autoprune.run.rung_states)
 LOCK_NAME = ".lock"  # flock()ed by the one process working on the run; holds its pid
 
@@ -104,6 +104,7 @@ class BaselineRecord(BaseModel):
     score: float
     flops_ratio: float
     feasible: bool
+    latency_s: float | None = None  # predicted on the deployment target, under a latency budget
 
 
 class SearchRecord(BaseModel):
@@ -124,6 +125,11 @@ class TargetLatency(BaseModel):
     dense_s: float  # one batch of the target's size
     delivered_s: float
     macs_ratio: float  # the delivered model's MACs over the dense model's
+    latency_budget: str | None = None  # the run's latency limit (e.g. 0.5latency or 3ms), when it had one
+    meets_budget: bool | None = None  # whether the delivered model meets it as timed here
+    shrunk: int = 0  # times the policy was narrowed because the timed model missed the limit the model predicted
+    dense_predicted_s: float | None = None  # the latency model's predictions, under a latency budget
+    delivered_predicted_s: float | None = None
 
     @property
     def speedup(self) -> float:

@@ -55,6 +55,8 @@ def write_run_report(run_dir: str | Path) -> Path:
         _candidates_figure(summary, results, run_dir / FIGURES["candidates"])
         if summary.finalists:
             _finalists_figure(summary, run_dir / FIGURES["finalists"])
+        if _has_latency(summary, results):
+            _latency_figure(summary, results, run_dir / FIGURES["latency"])
         path = run_dir / REPORT_NAME
         write_text(path, _markdown(run_dir, summary, results))
     return path
@@ -149,6 +151,53 @@ def _candidates_figure(summary: RunSummary, results: list[Result], path: Path) -
     save_figure(figure, path)
 
 
+def _has_latency(summary: RunSummary, results: list[Result]) -> bool:
+    """Whether the run predicted latency (a latency budget) and timed the delivered model on its target."""
+    measured = summary.on_target
+    return (measured is not None and measured.dense_predicted_s is not None
+            and any(r.latency is not None for r in results))
+
+
+def _latency_figure(summary: RunSummary, results: list[Result], path: Path) -> None:
+    """MACs and score against latency (fractions of the dense model's, as the latency model predicts it) of every
+    candidate and baseline, the dense model, the latency limit, and the delivered model as predicted and as timed
+    on the target."""
+    import matplotlib.pyplot as plt
+
+    measured = summary.on_target
+    dense = measured.dense_predicted_s
+    figure, (macs_axis, score_axis) = plt.subplots(1, 2, figsize=(10, 4.2))
+    timed = [r for r in results if r.latency is not None]
+    for axis, value in ((macs_axis, lambda r: r.flops_ratio), (score_axis, lambda r: r.score)):
+        axis.scatter([r.latency / dense for r in timed], [value(r) for r in timed], s=10, alpha=0.6,
+                     color=["#2f6db5" if r.feasible else "#d9822b" for r in timed], label="candidates (predicted)")
+        for name, baseline in (summary.baselines or {}).items():
+            if baseline.latency_s is not None:
+                y = baseline.flops_ratio if axis is macs_axis else baseline.score
+                axis.scatter([baseline.latency_s / dense], [y], marker="s", s=40, color="#2a9d4b", edgecolor="black",
+                             zorder=4)
+                axis.annotate(name, (baseline.latency_s / dense, y), fontsize=7, xytext=(4, 4),
+                              textcoords="offset points")
+        chosen = summary.result
+        y = chosen["flops_ratio"] if axis is macs_axis else chosen["score"]
+        axis.scatter([measured.delivered_s / measured.dense_s], [y], marker="*", s=180, color="gold",
+                     edgecolor="black", zorder=5, label="delivered, timed on the target")
+        if measured.delivered_predicted_s is not None:
+            axis.scatter([measured.delivered_predicted_s / dense], [y], marker="*", s=90, color="white",
+                         edgecolor="black", zorder=5, label="delivered, predicted")
+        limit = Budget.parse(summary.budget).limit("latency")
+        if limit is not None and measured.latency_budget and not measured.latency_budget.endswith("ms"):
+            axis.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"budget ({measured.latency_budget})")
+        axis.set_xlabel(f"latency on {measured.target} (fraction of the dense model's)")
+        axis.grid(alpha=0.3)
+    macs_axis.scatter([1.0], [1.0], marker="D", s=40, color="black", label="dense")
+    macs_axis.set_ylabel("MACs (fraction of the dense model)")
+    score_axis.set_ylabel(PRUNED_SCORE, fontsize=8)
+    macs_axis.legend(fontsize=7)
+    figure.suptitle("MACs are not milliseconds: every evaluated policy on the deployment target", fontsize=10)
+    save_figure(figure, path)
+
+
 def _finalists_figure(summary: RunSummary, path: Path) -> None:
     """Each finalist's held-out score after each rung, the shipped one marked."""
     import matplotlib.pyplot as plt
@@ -177,9 +226,14 @@ def on_target_line(summary: RunSummary) -> str | None:
     measured = summary.on_target
     if measured is None:
         return None
-    return (f"On the deployment target ({measured.target}): dense {measured.dense_s * 1e3:.3f} ms, delivered "
-            f"{measured.delivered_s * 1e3:.3f} ms per batch, {measured.speedup:.2f}x faster at "
-            f"{measured.macs_ratio:.3f} of the MACs")
+    line = (f"On the deployment target ({measured.target}): dense {measured.dense_s * 1e3:.3f} ms, delivered "
+            f"{measured.delivered_s * 1e3:.3f} ms per batch ({measured.delivered_s / measured.dense_s:.3f} of the "
+            f"dense latency), {measured.speedup:.2f}x faster at {measured.macs_ratio:.3f} of the MACs")
+    if measured.latency_budget is not None:
+        verdict = "meets" if measured.meets_budget else "MISSES"
+        narrowed = f", narrowed {measured.shrunk} time(s) to get there" if measured.shrunk else ""
+        line += f"; {verdict} the {measured.latency_budget} budget as timed{narrowed}"
+    return line
 
 
 def on_target_lines(summary: RunSummary) -> list[str]:
@@ -244,6 +298,8 @@ def _search_section(summary: RunSummary, results: list[Result]) -> list[str]:
                      f"({search.within_budget} within budget){best} ({PRUNED_SCORE}).")
     lines += ["", f"![best score against evaluations]({FIGURES['progress']})", "",
               f"![candidates]({FIGURES['candidates']})", ""]
+    if _has_latency(summary, results):
+        lines += [f"![MACs and score against latency]({FIGURES['latency']})", ""]
     return lines
 
 
