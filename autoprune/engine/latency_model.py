@@ -100,7 +100,17 @@ class LatencyModel:
         return (_thin(ins), _thin(outs)) if not self._layers[layer].depthwise else (_thin(ins), [])
 
     def _measure_table(self) -> dict:
-        """Every layer's table: seconds per (input width, output width) of its grid, each timed alone."""
+        """Every layer's table: seconds per (input width, output width) of its grid, each timed alone (torch with
+        the target's thread count)."""
+        threads = torch.get_num_threads()
+        if self.target.runtime == "torch" and self.target.threads:
+            torch.set_num_threads(self.target.threads)
+        try:
+            return self._measure_entries()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _measure_entries(self) -> dict:
         entries: dict[str, float] = {}
         layers = []
         for layer, (grid_in, grid_out) in zip(self._layers, self._grids, strict=True):
@@ -253,7 +263,7 @@ def _time_onnxruntime(model: nn.Module, example: torch.Tensor, target: Deploymen
     options.log_severity_level = 3
     options.enable_profiling = True
     options.profile_file_prefix = os.path.join(tempfile.gettempdir(), f"autoprune-layer-{os.getpid()}")
-    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=target.providers())
     feed = {"input": np.random.default_rng(0).standard_normal((target.batch, *example.shape[1:]), np.float32)}
     runs = 0
 
@@ -277,8 +287,9 @@ def _time_onnxruntime(model: nn.Module, example: torch.Tensor, target: Deploymen
 
 def _time_torch(model: nn.Module, example: torch.Tensor, target: DeploymentTarget, seconds: float,
                 least: int) -> float:
-    model = model.eval().to(target.device)
-    batch = torch.randn((target.batch, *example.shape[1:]), device=target.device)
+    dtype = torch.float16 if target.precision == "fp16" else torch.float32
+    model = model.eval().to(device=target.device, dtype=dtype)
+    batch = torch.randn((target.batch, *example.shape[1:]), device=target.device, dtype=dtype)
 
     def run() -> None:
         with torch.inference_mode():

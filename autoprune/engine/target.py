@@ -79,6 +79,11 @@ class DeploymentTarget:
             text += f",device={self.device}"
         return text + (f",precision={self.precision}" if self.precision != "fp32" else "")
 
+    def providers(self) -> list[str]:
+        """ONNX Runtime's execution providers for this target, in order of preference."""
+        return (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.startswith("cuda")
+                else ["CPUExecutionProvider"])
+
     def check_available(self) -> None:
         """A one-line error when this machine cannot run the target (no ONNX Runtime, no such GPU or provider)."""
         if self.device != "cpu" and not self.device.startswith("cuda"):
@@ -125,9 +130,7 @@ class _Runner:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = target.threads  # 0: ONNX Runtime's default
         options.log_severity_level = 3
-        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if target.device.startswith("cuda")
-                     else ["CPUExecutionProvider"])
-        self.session = onnxruntime.InferenceSession(graph, options, providers=providers)
+        self.session = onnxruntime.InferenceSession(graph, options, providers=target.providers())
         self.feed = {self.session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape, np.float32)}
 
     def run(self) -> None:

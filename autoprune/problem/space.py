@@ -99,8 +99,10 @@ class SearchSpace:
             limits = ",".join(smallest[c.metric] for c in self.budget.constraints)
             least_text = (f"{self.min_keep:g} of every group" if (self.lower == self.min_keep).all()
                           else "each group's least (sensitivity bounds included)")
+            why = (f" (on {self.latency.target} the layers' fixed costs stay however narrow they get)"
+                   if self.latency is not None else "")
             raise InfeasibleBudgetError(f"budget {self.budget} is infeasible: even keeping {least_text} gives "
-                                        f"{limits}; ask for at least that much")
+                                        f"{limits}{why}; ask for at least that much")
 
     def most_keep(self, index: int, before: Sequence[float] | None = None, cap: float | None = None) -> float:
         """AMC's action wall: the most group `index` may keep (up to `cap`, default max_keep) while the groups
