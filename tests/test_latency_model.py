@@ -52,6 +52,20 @@ def test_the_table_holds_every_layer_and_a_second_model_reads_it_back(trained_di
     assert [p.stat().st_mtime_ns for p in stored] == written
 
 
+def test_grouped_and_depthwise_convs_and_same_padding_are_timed_as_they_are_built(cache: Path) -> None:
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding="same"), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1, groups=4),
+                        nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1, groups=32), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(64, 10)).eval()
+    analysis = analyse(net, example_input(1, 16), round_to=8)
+    model = LatencyModel(analysis, DeploymentTarget.parse(TARGET), cache=cache)
+    convs = [layer for layer in model._layers if layer.kind == "conv"]
+    assert [(c.padding, c.groups, c.depthwise, c.multiplier) for c in convs] == [
+        ("same", 1, False, 1), ((1, 1), 4, False, 1), ((1, 1), 1, True, 2)]
+    assert model.dense_s > 0 and model.predict([0.5] * len(analysis.groups)) > 0
+
+
 def test_a_latency_budget_bounds_the_space_and_an_unreachable_one_names_the_least(trained_digits_resnet,
                                                                                    cache: Path) -> None:
     analysis = analyse(trained_digits_resnet, example_input(1, SIZE), round_to=ROUND_TO)

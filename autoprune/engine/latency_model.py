@@ -2,12 +2,13 @@
 from a per-layer lookup table measured once on the target (as NetAdapt and HALP do) instead of timing every
 candidate.
 
-Each conv and linear layer is timed alone on the target, as one ONNX node at the target's batch size, for a grid
-of the input and output widths the search space can reach (every reachable width where there are few, else
-`GRID_POINTS` of them, interpolated between). The sum over layers misses what runs between them (activations,
-additions, pooling, each call's overhead), so it is calibrated against whole slim models timed on the target:
-latency = a + b * sum. Tables and calibration are cached per architecture, widths, target, runtime version and
-machine (engine.target_cache), so a machine measures them once.
+Each conv and linear layer is timed alone on the target at the target's batch size (on ONNX Runtime its own
+kernel time, from the runtime's profile), for a grid of the input and output widths the search space can reach
+(every reachable width where there are few, else `GRID_POINTS` of them, interpolated between). The sum over
+layers misses what runs between them (activations, additions, pooling, each call's overhead), so it is
+calibrated against whole slim models timed on the target: latency = a + b * sum + c * output values. Tables and
+calibration are cached per architecture, widths, least keep ratio, target, runtime version and machine
+(engine.target_cache), so a machine measures them once.
 """
 
 from __future__ import annotations
@@ -44,15 +45,17 @@ class _Layer:
     kind: str  # "conv" or "linear"
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
-    padding: tuple[int, ...]
+    padding: tuple[int, ...] | str
     dilation: tuple[int, ...]
-    depthwise: bool
+    depthwise: bool  # one group per input channel: its output width follows its input's
+    groups: int  # a grouped conv's fixed group count (1 for a plain one)
+    multiplier: int  # a depthwise conv's output channels per input channel
     spatial: tuple[int, ...]  # input size per sample apart from channels (rows of tokens for a linear layer)
     positions: int  # output values per channel and sample: what activations and additions after it scale with
 
     def key(self, batch: int, c_in: int, c_out: int) -> str:
         return f"{self.kind}|k{self.kernel}|s{self.stride}|p{self.padding}|d{self.dilation}|dw{int(self.depthwise)}" \
-               f"|x{self.spatial}|b{batch}|{c_in}->{c_out}"
+               f"|g{self.groups}|m{self.multiplier}|x{self.spatial}|b{batch}|{c_in}->{c_out}"
 
 
 class LatencyModel:
@@ -67,7 +70,7 @@ class LatencyModel:
         self._positions = np.array([layer.positions for layer in self._layers], dtype=np.float64)
         self._grids = [self._grid(analysis, i, min_keep) for i in range(len(self._layers))]
         architecture = f"{type(analysis.model).__name__}|{[(g.name, g.channels) for g in analysis.groups]}|" \
-                       f"{self._layers}|round_to={analysis.round_to}|{machine_key(target)}"
+                       f"{self._layers}|round_to={analysis.round_to}|min_keep={min_keep:g}|{machine_key(target)}"
         table = cached("latency-table", architecture, lambda: self._measure_table(), cache)
         self._tables = [np.array(t) for t in table["layers"]]
         stored = cached("latency-calibration", architecture,
@@ -183,12 +186,15 @@ def _describe_layers(analysis: Analysis, names: Sequence[str]) -> list[_Layer]:
     for name in names:
         module, shape = modules[name], inputs[name]
         if isinstance(module, nn.Linear):
-            layers.append(_Layer("linear", (), (), (), (), False, (math.prod(shape[:-1]),), math.prod(shape[:-1])))
+            layers.append(_Layer("linear", (), (), (), (), False, 1, 1, (math.prod(shape[:-1]),),
+                                 math.prod(shape[:-1])))
             continue
-        padding = module.padding if isinstance(module.padding, tuple) else (0,) * len(module.kernel_size)
+        padding = tuple(module.padding) if isinstance(module.padding, tuple) else str(module.padding)
         depthwise = module.groups > 1 and module.groups == module.in_channels
-        layers.append(_Layer("conv", tuple(module.kernel_size), tuple(module.stride), tuple(padding),
-                             tuple(module.dilation), depthwise, tuple(shape[1:]), math.prod(outputs[name][1:])))
+        layers.append(_Layer("conv", tuple(module.kernel_size), tuple(module.stride), padding, tuple(module.dilation),
+                             depthwise, 1 if depthwise else module.groups,
+                             module.out_channels // module.in_channels if depthwise else 1, tuple(shape[1:]),
+                             math.prod(outputs[name][1:])))
     return layers
 
 
@@ -238,8 +244,10 @@ def _layer_module(layer: _Layer, c_in: int, c_out: int) -> nn.Module:
     if layer.kind == "linear":
         return nn.Linear(c_in, c_out)
     convolution = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[len(layer.kernel)]
-    return convolution(c_in, c_in if layer.depthwise else c_out, layer.kernel, layer.stride, layer.padding,
-                       layer.dilation, groups=c_in if layer.depthwise else 1)
+    if layer.depthwise:
+        return convolution(c_in, c_in * layer.multiplier, layer.kernel, layer.stride, layer.padding, layer.dilation,
+                           groups=c_in)
+    return convolution(c_in, c_out, layer.kernel, layer.stride, layer.padding, layer.dilation, groups=layer.groups)
 
 
 def _time_onnxruntime(model: nn.Module, example: torch.Tensor, target: DeploymentTarget, seconds: float,
